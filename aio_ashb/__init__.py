@@ -1,0 +1,76 @@
+"""aio_ashb: Asynchronous Successive Halving and asynchronous Hyperband for asyncio.
+
+General layout (imports flow downward only):
+
+* ``_core/`` - sans-IO: search space, samplers, rung geometry, the ASHA state machine;
+* ``storage/`` - the ``Storage`` contract and its backends (append-only event logs);
+* ``_trial.py`` - the handle an objective receives;
+* ``_study.py`` - the runner, the one place where core, storage and trial code meet;
+* ``cli.py`` - the ``aio-ashb`` command.
+
+Everything public is re-exported here; the underscored modules are private.
+"""
+
+from aio_ashb._core import (
+    ASHA,
+    Categorical,
+    Constant,
+    Decision,
+    Direction,
+    Float,
+    FrozenTrial,
+    Int,
+    RandomSampler,
+    Sampler,
+    SearchSpace,
+    TrialState,
+)
+from aio_ashb._exceptions import (
+    AioAshbError,
+    ConfigError,
+    DuplicateStudyError,
+    ReportError,
+    StateError,
+    StorageError,
+    StudyNotFoundError,
+    TooManyFailuresError,
+    TrialStopped,
+)
+from aio_ashb._study import AskedJob, Study, create_study, load_study
+from aio_ashb._trial import ThreadTrial, Trial
+from aio_ashb.storage import MemoryStorage, Storage
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ASHA",
+    "AioAshbError",
+    "AskedJob",
+    "Categorical",
+    "ConfigError",
+    "Constant",
+    "Decision",
+    "Direction",
+    "DuplicateStudyError",
+    "Float",
+    "FrozenTrial",
+    "Int",
+    "MemoryStorage",
+    "RandomSampler",
+    "ReportError",
+    "Sampler",
+    "SearchSpace",
+    "StateError",
+    "Storage",
+    "StorageError",
+    "Study",
+    "StudyNotFoundError",
+    "ThreadTrial",
+    "TooManyFailuresError",
+    "Trial",
+    "TrialState",
+    "TrialStopped",
+    "__version__",
+    "create_study",
+    "load_study",
+]

@@ -1,0 +1,140 @@
+"""States, decisions and the events of the append-only log.
+
+Every change to a study is one of the events below. The core applies them (``Core.apply``), the
+runner appends them to storage, and replaying the stored events into a fresh core rebuilds it
+exactly. Events are frozen, slotted dataclasses: cheap to build on the hot path and safe to share.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+
+class TrialState(enum.Enum):
+    """Where a trial is in its lifecycle.
+
+    ``RUNNING -> (PAUSED <-> RUNNING)* -> COMPLETE | STOPPED | FAILED``; ``INTERRUPTED`` is a
+    trial whose run was cancelled (or whose process died) while it ran: it resumes first.
+    """
+
+    RUNNING = "running"
+    PAUSED = "paused"
+    INTERRUPTED = "interrupted"
+    COMPLETE = "complete"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+    @property
+    def is_finished(self) -> bool:
+        return self in _FINISHED
+
+
+_FINISHED = frozenset({TrialState.COMPLETE, TrialState.STOPPED, TrialState.FAILED})
+
+
+class Decision(enum.Enum):
+    """What the scheduler says after a report."""
+
+    CONTINUE = "continue"  # keep training
+    PAUSE = "pause"  # milestone reached (promotion mode): wait here until promoted
+    STOP = "stop"  # stopping mode: not good enough at a milestone
+    COMPLETE = "complete"  # max_resource reached
+
+
+class Direction(enum.Enum):
+    MINIMIZE = "minimize"
+    MAXIMIZE = "maximize"
+
+
+# ---------------------------------------------------------------- events of the log
+@dataclass(frozen=True, slots=True)
+class Enqueued:
+    """A fixed configuration to try before sampled ones (validated against the space)."""
+
+    params: dict[str, Any]
+    time: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class TrialCreated:
+    """A new trial starts in ``bracket`` with ``params``.
+
+    ``rng_state`` is the study generator's state after the bracket draw and the sampling, so a
+    replay restores the generator without re-sampling.
+    """
+
+    number: int
+    bracket: int
+    params: dict[str, Any]
+    rng_state: dict[str, Any]
+    time: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class TrialPromoted:
+    """The paused trial ``number`` is promoted to rung ``rung`` of its bracket."""
+
+    number: int
+    rung: int
+    time: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class TrialResumed:
+    """An INTERRUPTED trial runs again, toward the same milestone."""
+
+    number: int
+    time: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Reported:
+    """Trial ``number`` reported ``value`` at ``step`` (a float; NaN and inf allowed)."""
+
+    number: int
+    step: int
+    value: float
+    time: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpointed:
+    """A checkpoint of trial ``number`` taken after ``step``; storage keeps the payload."""
+
+    number: int
+    step: int
+    payload: Any
+    time: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class TrialInterrupted:
+    """The running trial ``number`` was cancelled (or its process died) mid-run."""
+
+    number: int
+    time: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class TrialEnded:
+    """Trial ``number`` ended: COMPLETE (its objective returned), STOPPED or FAILED."""
+
+    number: int
+    state: TrialState
+    error: str | None = None
+    time: float = 0.0
+
+
+Event: TypeAlias = (
+    Enqueued
+    | TrialCreated
+    | TrialPromoted
+    | TrialResumed
+    | Reported
+    | Checkpointed
+    | TrialInterrupted
+    | TrialEnded
+)
+Job: TypeAlias = TrialCreated | TrialPromoted | TrialResumed

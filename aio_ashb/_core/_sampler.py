@@ -1,0 +1,64 @@
+"""Samplers propose configurations for new trials from the study's seeded generator."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from aio_ashb._core._space import Params, SearchSpace
+from aio_ashb._exceptions import ConfigError
+
+
+@runtime_checkable
+class Sampler(Protocol):
+    """Proposes the params of a new trial.
+
+    Contract: ``sample`` draws only from ``rng`` (the study's generator, whose state is stored
+    with every new trial so a resumed study continues the same stream) and returns params that
+    ``space.validate`` accepts. ``seed`` seeds the study's generator.
+    """
+
+    @property
+    def seed(self) -> int: ...
+
+    def sample(self, space: SearchSpace, rng: np.random.Generator) -> Params: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+class RandomSampler:
+    """Uniform random search over the unit cube of the space.
+
+    ``seed=None`` draws a seed from the OS; it is recorded with the study, so a resumed study
+    continues with the same generator either way.
+    """
+
+    __slots__ = ("_seed",)
+
+    def __init__(self, seed: int | None = None) -> None:
+        if seed is None:
+            seed = secrets.randbits(63)
+        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+            raise ConfigError(f"seed must be a non-negative integer or None, got {seed!r}")
+        self._seed = int(seed)
+
+    @property
+    def seed(self) -> int:
+        return self._seed
+
+    def sample(self, space: SearchSpace, rng: np.random.Generator) -> Params:
+        return space.sample(rng)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "random", "seed": self._seed}
+
+    def __repr__(self) -> str:
+        return f"RandomSampler(seed={self._seed})"
+
+
+def sampler_from_dict(data: dict[str, Any]) -> Sampler:
+    if data.get("type") == "random":
+        return RandomSampler(seed=data["seed"])
+    raise ConfigError(f"unknown sampler type {data.get('type')!r}")

@@ -1,0 +1,71 @@
+"""Every error aio_ashb raises derives from one root, :class:`AioAshbError`.
+
+::
+
+    AioAshbError
+     ├── ConfigError            (also ValueError)  bad space, scheduler, sampler or study argument
+     ├── ReportError            (also ValueError)  a reported value or step that cannot be recorded
+     ├── StateError             (also RuntimeError) an operation the current state forbids
+     ├── StorageError                               the storage cannot do what was asked
+     │    ├── StudyNotFoundError  (also KeyError)
+     │    └── DuplicateStudyError
+     ├── TooManyFailuresError                       ``max_failures`` trials failed in one ``run()``
+     └── TrialStopped                               raised in a trial that reports after it ended
+
+``TrialStopped`` is control flow, not a failure: the runner catches it, so an objective that lets
+it propagate simply ends. Third-party errors are converted where they enter (storage backends
+turn driver errors into :class:`StorageError`).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AioAshbError",
+    "ConfigError",
+    "DuplicateStudyError",
+    "ReportError",
+    "StateError",
+    "StorageError",
+    "StudyNotFoundError",
+    "TooManyFailuresError",
+    "TrialStopped",
+]
+
+
+class AioAshbError(Exception):
+    """Root of every exception raised by aio_ashb."""
+
+
+class ConfigError(AioAshbError, ValueError):
+    """An argument describing the search space, scheduler, sampler or study is invalid."""
+
+
+class ReportError(AioAshbError, ValueError):
+    """A reported value or step cannot be recorded (not a number, step not increasing...)."""
+
+
+class StateError(AioAshbError, RuntimeError):
+    """The operation is not allowed in the current state (closed study, finished trial...)."""
+
+
+class StorageError(AioAshbError):
+    """The storage backend failed or refused the request."""
+
+
+class StudyNotFoundError(StorageError, KeyError):
+    """No study with the requested name exists in the storage."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class DuplicateStudyError(StorageError):
+    """A study with the requested name already exists (use ``load_if_exists=True``)."""
+
+
+class TooManyFailuresError(AioAshbError):
+    """More trials failed than ``max_failures`` allows; the last traceback is attached."""
+
+
+class TrialStopped(AioAshbError):
+    """Raised by ``Trial.report`` when the trial has already been stopped or completed."""

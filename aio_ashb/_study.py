@@ -1,0 +1,821 @@
+"""The runner: the one module where the core, the storage and the trial code meet.
+
+A :class:`Study` owns a :class:`Core` and a :class:`Storage`. ``run()`` creates a :class:`_Run`,
+whose single task group owns every trial task. Worker slots are a counter rather than a
+``CapacityLimiter`` on purpose: when a slot frees, the scheduler (the paper's ``get_job``)
+chooses who gets it, promotion or new trial, so slots are granted by ``_Run.fill`` and never
+queued for. Everything is event-driven: a report that frees a slot fills it at once, in the same
+call; nothing polls and nothing sleeps.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import time
+import traceback
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, TypeAlias
+
+import anyio
+import anyio.to_thread
+from anyio.abc import TaskGroup
+from sortedcontainers import SortedList
+
+from aio_ashb._core import (
+    ASHA,
+    Checkpointed,
+    Core,
+    Decision,
+    Direction,
+    Enqueued,
+    Event,
+    FrozenTrial,
+    RandomSampler,
+    Reported,
+    Sampler,
+    SearchSpace,
+    TrialCreated,
+    TrialEnded,
+    TrialInterrupted,
+    TrialPromoted,
+    TrialResumed,
+    TrialState,
+    sampler_from_dict,
+)
+from aio_ashb._exceptions import ConfigError, StateError, TooManyFailuresError, TrialStopped
+from aio_ashb._trial import ThreadTrial, Trial
+from aio_ashb.storage import MemoryStorage, Storage
+
+Objective: TypeAlias = Callable[[Trial], Awaitable[None]] | Callable[[ThreadTrial], None]
+Callback: TypeAlias = Callable[["Study", FrozenTrial], None]
+
+_now = time.time
+
+
+def _is_async(fn: object) -> bool:
+    while isinstance(fn, partial):
+        fn = fn.func
+    if inspect.iscoroutinefunction(fn):
+        return True
+    call = getattr(fn, "__call__", None)  # noqa: B004 - objects with an async __call__
+    return call is not None and inspect.iscoroutinefunction(call)
+
+
+def _check_limit(name: str, value: object, *, allow_none: bool = True, minimum: float = 1) -> None:
+    if value is None and allow_none:
+        return
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value) or value < minimum:
+        raise ConfigError(f"{name} must be a number >= {minimum}, got {value!r}")
+
+
+class _Live:
+    """Runner-side state of one invocation of the objective for one trial."""
+
+    __slots__ = (
+        "number",
+        "holds_slot",
+        "paused",
+        "released",
+        "ended",
+        "event",
+        "provider",
+        "provider_step",
+        "scope",
+        "remaining",
+        "suspended_key",
+    )
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+        self.holds_slot = True
+        self.paused = False  # decided PAUSE, not promoted yet
+        self.released = False  # told to end while paused (max_paused, or the study ends)
+        self.ended = False  # STOP or COMPLETE decided: steps() ends
+        self.event: anyio.Event | None = None
+        self.provider: Any = None  # latest checkpoint value or callable
+        self.provider_step = 0
+        self.scope: anyio.CancelScope | None = None
+        self.remaining = math.inf  # per-trial timeout left while paused
+        self.suspended_key: tuple[Any, ...] | None = None
+
+
+class _Run:
+    """The state of one ``Study.run()`` call."""
+
+    def __init__(
+        self,
+        study: Study,
+        objective: Objective,
+        tg: TaskGroup,
+        *,
+        max_trials: int | None,
+        concurrency: int,
+        max_paused: int | None,
+        trial_timeout: float | None,
+        max_failures: int | None,
+        callbacks: Sequence[Callback],
+    ) -> None:
+        self.study = study
+        self.core = study._core
+        self.storage = study._storage
+        self.name = study.name
+        self.objective = objective
+        self.is_async = _is_async(objective)
+        self.tg = tg
+        self.max_trials = max_trials
+        self.concurrency = concurrency
+        self.max_paused = max_paused
+        self.trial_timeout = trial_timeout
+        self.max_failures = max_failures
+        self.callbacks = callbacks
+        self.running = 0
+        self.live: dict[int, _Live] = {}
+        # Suspended paused coroutines, the first to release last: key (-milestone, rank key).
+        self.suspended: SortedList[tuple[Any, ...]] = SortedList()
+        self.stopping = False
+        self.ending = False
+        self.cancelling = False
+        self.idle = anyio.Event()
+        self.failures = 0
+        self.last_failure: str | None = None
+        self.deferred: BaseException | None = None
+        self.thread_limiter = anyio.CapacityLimiter(math.inf)
+        self.last_seq = 0
+
+    # -------------------------------------------------------------- dispatch (synchronous)
+    def can_start(self) -> bool:
+        return self.max_trials is None or self.core.n_trials < self.max_trials
+
+    def fill(self) -> None:
+        """Give every free slot its next job; set ``idle`` when nothing runs or can run."""
+        core = self.core
+        while self.running < self.concurrency and not self.stopping:
+            job = core.next_job(can_start=self.can_start(), time=_now())
+            if job is None:
+                break
+            self.append(job)
+            self.running += 1
+            if isinstance(job, TrialCreated):
+                live = _Live(job.number)
+                self.live[job.number] = live
+                trial = Trial(self, live, job.number, job.params, job.bracket)
+                self.tg.start_soon(self.invoke, trial, False, name=f"aio_ashb trial {job.number}")
+                continue
+            live_or_none = self.live.get(job.number)
+            if live_or_none is not None and live_or_none.paused and not live_or_none.released:
+                self.resume_in_place(live_or_none)
+            else:
+                self.restart(job)
+        if self.running == 0:
+            self.idle.set()
+
+    def resume_in_place(self, live: _Live) -> None:
+        """Promote a paused trial whose coroutine is still alive: it continues where it is."""
+        live.paused = False
+        live.holds_slot = True
+        if live.suspended_key is not None:
+            self.suspended.remove(live.suspended_key)
+            live.suspended_key = None
+        if live.scope is not None and math.isfinite(live.remaining):
+            live.scope.deadline = anyio.current_time() + live.remaining
+        if live.event is not None:
+            live.event.set()
+
+    def restart(self, job: TrialPromoted | TrialResumed) -> None:
+        """Invoke the objective again for a promoted trial that was released, or a resumed one."""
+        live = _Live(job.number)
+        self.live[job.number] = live
+        self.tg.start_soon(self.reinvoke, live, name=f"aio_ashb trial {job.number}")
+
+    async def reinvoke(self, live: _Live) -> None:
+        n = live.number
+        try:
+            found = await self.storage.load_checkpoint(self.name, n)
+        except BaseException:
+            self.release_slot(live)
+            raise
+        frozen = self.core.frozen(n)
+        ckpt_step, payload = found if found is not None else (0, None)
+        trial = Trial(
+            self,
+            live,
+            n,
+            frozen.params,
+            frozen.bracket,
+            checkpoint=payload,
+            step=ckpt_step,
+            skip_until=frozen.step,
+        )
+        await self.invoke(trial, True)
+
+    def append(self, event: Event) -> None:
+        self.last_seq = self.storage.append(self.name, (event,))
+
+    # -------------------------------------------------------------- called by trials
+    def record(self, live: _Live, step: int, value: float) -> Decision:
+        """Apply a report; on a decision point, give the slot back and refill at once."""
+        ev = Reported(live.number, step, value, _now())
+        decision = self.core.apply(ev)
+        self.last_seq = self.storage.append(self.name, (ev,))
+        if decision is Decision.CONTINUE:
+            return decision
+        assert decision is not None
+        if decision is Decision.PAUSE:
+            live.paused = True
+            if live.scope is not None:
+                live.remaining = live.scope.deadline - anyio.current_time()
+                live.scope.deadline = math.inf
+        else:
+            live.ended = True
+            self.finished(live.number)
+        self.release_slot(live)
+        return decision
+
+    def save_checkpoint(self, live: _Live, payload: Any) -> None:
+        if self.core.state_of(live.number).is_finished:
+            return
+        ev = Checkpointed(live.number, live.provider_step, payload, _now())
+        self.core.apply(ev)
+        self.append(ev)
+
+    async def flush(self) -> None:
+        if self.last_seq > self.storage.durable_seq:
+            await self.storage.flush(self.last_seq)
+
+    def release_slot(self, live: _Live) -> None:
+        if live.holds_slot:
+            live.holds_slot = False
+            self.running -= 1
+            self.fill()
+
+    async def wait_promotion(self, live: _Live) -> bool:
+        """Suspend a paused trial until it is promoted (True) or released (False)."""
+        if live.released or self.cancelling:
+            return False
+        if not live.paused:
+            return True
+        if self.ending:
+            live.released = True
+            return False
+        milestone, key = self.core.waiting_position(live.number)
+        live.suspended_key = (-milestone, key)
+        self.suspended.add(live.suspended_key)
+        live.event = event = anyio.Event()
+        if self.max_paused is not None and len(self.suspended) > self.max_paused:
+            self.release(self.live[self.suspended[-1][1][2]])
+        try:
+            await event.wait()
+        finally:
+            live.event = None
+            if live.suspended_key is not None:  # cancelled while waiting
+                self.suspended.remove(live.suspended_key)
+                live.suspended_key = None
+        return not (live.released or self.cancelling)
+
+    def release(self, live: _Live) -> None:
+        """End a suspended coroutine; the trial stays PAUSED and promotable (from its checkpoint)."""
+        live.released = True
+        if live.suspended_key is not None:
+            self.suspended.remove(live.suspended_key)
+            live.suspended_key = None
+        if live.event is not None:
+            live.event.set()
+
+    def finished(self, number: int) -> None:
+        if not self.callbacks:
+            return
+        frozen = self.core.frozen(number)
+        for cb in self.callbacks:
+            try:
+                cb(self.study, frozen)
+            except Exception as exc:  # a broken callback ends the run, after a clean drain
+                if self.deferred is None:
+                    self.deferred = exc
+                self.stop()
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.fill()
+
+    # -------------------------------------------------------------- one invocation
+    async def invoke(self, trial: Trial, reinvoked: bool) -> None:
+        live = trial._live
+        n = trial.number
+        error: str | None = None
+        try:
+            with anyio.CancelScope() as scope:
+                if self.trial_timeout is not None:
+                    scope.deadline = anyio.current_time() + self.trial_timeout
+                    live.scope = scope
+                try:
+                    if self.is_async:
+                        await self.objective(trial)  # type: ignore[arg-type,misc]
+                    else:
+                        sync_fn: Callable[[ThreadTrial], object] = self.objective  # type: ignore[assignment]
+                        await anyio.to_thread.run_sync(
+                            sync_fn, ThreadTrial(trial), limiter=self.thread_limiter
+                        )
+                except TrialStopped:
+                    pass
+                except Exception:
+                    error = traceback.format_exc()
+            if scope.cancelled_caught:
+                error = f"TimeoutError: trial {n} ran longer than trial_timeout={self.trial_timeout} s"
+        except anyio.get_cancelled_exc_class():
+            with anyio.CancelScope(shield=True):
+                self.interrupt(live)
+                await self.flush()
+            raise
+        finally:
+            if self.live.get(n) is live:
+                del self.live[n]
+        self.settle(live, error)
+        self.release_slot(live)
+
+    def settle(self, live: _Live, error: str | None) -> None:
+        """Write how an invocation ended, from the trial's state in the core."""
+        n = live.number
+        state = self.core.state_of(n)
+        if state.is_finished:
+            return
+        if self.cancelling:  # a thread trial that ended because run() is being cancelled
+            self.interrupt(live)
+            return
+        if live.released and (self.live.get(n) is not None or state is not TrialState.PAUSED):
+            return  # promoted again meanwhile: a newer invocation owns the trial
+        if error is not None:
+            self.failures += 1
+            self.last_failure = error
+            self.end_trial(n, TrialState.FAILED, error)
+            if self.max_failures is not None and self.failures >= self.max_failures:
+                self.stop()
+        elif state is TrialState.RUNNING:
+            self.end_trial(n, TrialState.COMPLETE, None)  # the objective returned early
+        # PAUSED and returned: released; it stays promotable until the study ends.
+
+    def end_trial(self, number: int, state: TrialState, error: str | None) -> None:
+        ev = TrialEnded(number, state, error, _now())
+        self.core.apply(ev)
+        self.append(ev)
+        self.finished(number)
+
+    def interrupt(self, live: _Live) -> None:
+        n = live.number
+        if self.core.state_of(n) is not TrialState.RUNNING or live.released:
+            return
+        if live.provider is not None:
+            try:
+                provider = live.provider
+                self.save_checkpoint(live, provider() if callable(provider) else provider)
+            except Exception:  # the trial is being torn down; its last report stands
+                pass
+        ev = TrialInterrupted(n, _now())
+        self.core.apply(ev)
+        self.append(ev)
+
+    def end(self) -> None:
+        """The study is over for this run: release every suspended coroutine."""
+        self.ending = True
+        self.stopping = True
+        for key in list(self.suspended):
+            self.release(self.live[key[1][2]])
+
+    def cancel_threads(self) -> None:
+        self.cancelling = True
+        for live in list(self.live.values()):
+            if live.event is not None:
+                live.event.set()
+
+
+@dataclass(frozen=True, slots=True)
+class AskedJob:
+    """Work handed out by :meth:`Study.ask`: train ``params`` from ``step`` up to ``target``.
+
+    ``checkpoint`` is the trial's last checkpoint (``None`` for a new trial or when none was
+    saved); report with :meth:`Study.tell` at ``target`` (or at steps in between).
+    """
+
+    number: int
+    params: dict[str, Any]
+    bracket: int
+    step: int
+    target: int
+    checkpoint: Any
+
+
+class Study:
+    """A hyperparameter search: a space, a scheduler, a sampler and its stored history.
+
+    Create one with :func:`create_study` or :func:`load_study`. Use it as an async context
+    manager (or call :meth:`close`) so the storage it opened is closed.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        storage: Storage,
+        core: Core,
+        *,
+        owns_storage: bool,
+    ) -> None:
+        self._name = name
+        self._storage = storage
+        self._core = core
+        self._owns_storage = owns_storage
+        self._run: _Run | None = None
+        self._asked: set[int] = set()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"Study(name={self._name!r}, trials={self._core.n_trials})"
+
+    async def __aenter__(self) -> Study:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Flush and close the storage (if this study opened it). Idempotent."""
+        if self._closed:
+            return
+        if self._run is not None:
+            raise StateError("close() called while run() is in progress; cancel run() first")
+        self._closed = True
+        if self._owns_storage:
+            await self._storage.close()
+        else:
+            await self._storage.flush()
+
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise StateError(f"study {self._name!r} is closed")
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def storage(self) -> Storage:
+        return self._storage
+
+    @property
+    def space(self) -> SearchSpace:
+        return self._core.space
+
+    @property
+    def scheduler(self) -> ASHA:
+        return self._core.scheduler
+
+    @property
+    def sampler(self) -> Sampler:
+        return self._core.sampler
+
+    @property
+    def direction(self) -> Direction:
+        return self._core.direction
+
+    @property
+    def trials(self) -> list[FrozenTrial]:
+        """Every trial, by number: state, params, rungs reached and values recorded there."""
+        return self._core.trials()
+
+    @property
+    def best_trial(self) -> FrozenTrial | None:
+        """The best trial at the highest milestone reached so far (None before any milestone)."""
+        return self._core.best()
+
+    @property
+    def counts(self) -> dict[TrialState, int]:
+        """Number of trials in each state."""
+        return dict(self._core.counts)
+
+    @property
+    def rungs(self) -> list[list[tuple[int, int]]]:
+        """Per bracket, per rung: ``(milestone, results recorded)``."""
+        return self._core.rung_sizes()
+
+    @property
+    def is_running(self) -> bool:
+        return self._run is not None
+
+    async def learning_curve(self, number: int) -> dict[int, float]:
+        """Every value trial ``number`` reported, as ``{step: value}``."""
+        self._check_usable()
+        self._core.state_of(number)  # raises for an unknown trial
+        return await self._storage.read_values(self._name, number)
+
+    def enqueue(self, params: Mapping[str, Any]) -> None:
+        """Try ``params`` before any sampled configuration (validated against the space now)."""
+        self._check_usable()
+        ev = Enqueued(self._core.space.validate(params), _now())
+        self._core.apply(ev)
+        self._storage.append(self._name, (ev,))
+
+    def stop(self) -> None:
+        """Ask the current ``run()`` to finish: no new trials or promotions; running trials
+        continue to their next pause or end, then ``run()`` returns."""
+        if self._run is not None:
+            self._run.stop()
+
+    # ------------------------------------------------------------------ run
+    async def run(
+        self,
+        objective: Objective,
+        *,
+        max_trials: int | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - graceful stop, not a cancel
+        concurrency: int = 1,
+        max_paused: int | None = None,
+        trial_timeout: float | None = None,
+        max_failures: int | None = None,
+        callbacks: Iterable[Callback] = (),
+    ) -> None:
+        """Run trials of ``objective`` until the study is done, then return.
+
+        ``objective`` is ``async def f(trial)`` (runs on this event loop) or ``def f(trial)``
+        (runs in a worker thread, with a blocking ``trial.report``). ``max_trials`` bounds the
+        number of trials in the study (earlier runs included; ``None``: no bound, then stop with
+        ``timeout`` or :meth:`stop`). ``concurrency`` trials run at once; paused trials give
+        their slot back. At most ``max_paused`` paused coroutines stay suspended; the
+        lowest-ranked beyond that are released and, if promoted later, called again with their
+        last checkpoint. ``timeout`` (seconds) stops the run like :meth:`stop`;
+        ``trial_timeout`` fails a trial that runs (paused time excluded) longer than that.
+        After ``max_failures`` failed trials the run stops and raises
+        :class:`TooManyFailuresError`. ``callbacks`` are called with ``(study, trial)`` for each
+        trial that finishes.
+
+        When ``run()`` returns, no trial is running and trials still paused are STOPPED. If it is
+        cancelled, running trials are INTERRUPTED (with a last checkpoint if they gave one),
+        storage is flushed, and a later ``run()`` resumes them first.
+        """
+        self._check_usable()
+        if self._run is not None:
+            raise StateError(f"study {self._name!r} is already running")
+        if self._asked:
+            raise StateError("this study has jobs handed out by ask(); tell() them first")
+        if not callable(objective):
+            raise ConfigError(f"objective must be callable, got {objective!r}")
+        _check_limit("max_trials", max_trials, minimum=0)
+        if max_trials is not None and not isinstance(max_trials, int):
+            raise ConfigError(f"max_trials must be an integer, got {max_trials!r}")
+        _check_limit("concurrency", concurrency, allow_none=False)
+        if not isinstance(concurrency, int):
+            raise ConfigError(f"concurrency must be an integer, got {concurrency!r}")
+        _check_limit("max_paused", max_paused, minimum=0)
+        _check_limit("timeout", timeout, minimum=0)
+        _check_limit("trial_timeout", trial_timeout, minimum=0)
+        _check_limit("max_failures", max_failures)
+        cbs = list(callbacks)
+        for cb in cbs:
+            if not callable(cb):
+                raise ConfigError(f"callbacks must be callable, got {cb!r}")
+
+        try:
+            async with anyio.create_task_group() as tg:
+                run = _Run(
+                    self,
+                    objective,
+                    tg,
+                    max_trials=max_trials,
+                    concurrency=concurrency,
+                    max_paused=max_paused,
+                    trial_timeout=trial_timeout,
+                    max_failures=max_failures,
+                    callbacks=cbs,
+                )
+                self._run = run
+                try:
+                    run.fill()
+                    with anyio.move_on_after(math.inf if timeout is None else timeout):
+                        await run.idle.wait()
+                    if not run.idle.is_set():  # timeout: drain running trials gracefully
+                        run.stop()
+                        await run.idle.wait()
+                except anyio.get_cancelled_exc_class():
+                    run.cancel_threads()
+                    raise
+                run.end()
+            # Every task has settled. Paused trials that no run will promote now are STOPPED.
+            for n in self._core.waiting_trials():
+                run.end_trial(n, TrialState.STOPPED, None)
+            await run.flush()
+        except anyio.get_cancelled_exc_class():
+            with anyio.CancelScope(shield=True):
+                await self._storage.flush()
+            raise
+        finally:
+            self._run = None
+        if run.deferred is not None:
+            raise run.deferred
+        if run.max_failures is not None and run.failures >= run.max_failures:
+            raise TooManyFailuresError(
+                f"{run.failures} trials failed (max_failures={run.max_failures}); "
+                f"the last one:\n{run.last_failure}"
+            )
+
+    # ------------------------------------------------------------------ ask / tell
+    async def ask(self) -> AskedJob:
+        """Hand out the next job (promotion, resumed trial or new trial) for work done elsewhere.
+
+        The same core decides as in ``run()``; ``ask``/``tell`` and ``run`` are not used at the
+        same time on one study.
+        """
+        self._check_usable()
+        if self._run is not None:
+            raise StateError("ask() cannot be used while run() is in progress")
+        core = self._core
+        job = core.next_job(can_start=True, time=_now())
+        assert job is not None  # a new trial can always be started
+        self._storage.append(self._name, (job,))
+        checkpoint: Any = None
+        step = 0
+        if not isinstance(job, TrialCreated):
+            found = await self._storage.load_checkpoint(self._name, job.number)
+            if found is not None:
+                step, checkpoint = found
+        frozen = core.frozen(job.number)
+        self._asked.add(job.number)
+        await self._storage.flush()
+        return AskedJob(
+            number=job.number,
+            params=frozen.params,
+            bracket=frozen.bracket,
+            step=max(step, frozen.step) if checkpoint is None else step,
+            target=core.target_of(job.number),
+            checkpoint=checkpoint,
+        )
+
+    async def tell(
+        self, job: AskedJob, value: float, *, step: int | None = None, checkpoint: Any = None
+    ) -> Decision:
+        """Report ``value`` for ``job`` at ``step`` (default: ``job.target``).
+
+        Returns the decision: CONTINUE (keep going, report again later), PAUSE (the job is done;
+        a later ``ask`` may promote it), STOP or COMPLETE. ``checkpoint`` is stored with it.
+        """
+        self._check_usable()
+        if job.number not in self._asked:
+            raise StateError(f"trial {job.number} is not an open job of this study")
+        core = self._core
+        ev = Reported(job.number, job.target if step is None else step, value, _now())
+        decision = core.apply(ev)
+        assert decision is not None
+        events: list[Event] = [ev]
+        if checkpoint is not None and not core.state_of(job.number).is_finished:
+            payload = checkpoint() if callable(checkpoint) else checkpoint
+            ck = Checkpointed(job.number, ev.step, payload, ev.time)
+            core.apply(ck)
+            events.append(ck)
+        if decision is not Decision.CONTINUE:
+            self._asked.discard(job.number)
+        seq = self._storage.append(self._name, events)
+        if seq > self._storage.durable_seq:
+            await self._storage.flush(seq)
+        return decision
+
+    async def fail(self, job: AskedJob, error: BaseException | str) -> None:
+        """Record that ``job`` failed; ``error`` (an exception or a message) is stored."""
+        self._check_usable()
+        if job.number not in self._asked:
+            raise StateError(f"trial {job.number} is not an open job of this study")
+        text = "".join(traceback.format_exception(error)) if isinstance(error, BaseException) else str(error)
+        ev = TrialEnded(job.number, TrialState.FAILED, text, _now())
+        self._core.apply(ev)
+        self._asked.discard(job.number)
+        self._storage.append(self._name, (ev,))
+        await self._storage.flush()
+
+
+# ---------------------------------------------------------------------- construction
+def _parse_storage(storage: Storage | str | None) -> tuple[Storage, bool]:
+    if storage is None:
+        return MemoryStorage(), True
+    if isinstance(storage, Storage):
+        return storage, False
+    if isinstance(storage, str):
+        if storage in ("memory", "memory://", ":memory:"):
+            return MemoryStorage(), True
+        raise ConfigError(f"unsupported storage {storage!r}; pass a Storage object, None or 'memory://'")
+    raise ConfigError(f"storage must be a Storage, a URL string or None, got {storage!r}")
+
+
+def _direction(direction: str | Direction) -> Direction:
+    try:
+        return Direction(direction)
+    except ValueError:
+        raise ConfigError(f"direction must be 'minimize' or 'maximize', got {direction!r}") from None
+
+
+def _config(space: SearchSpace, scheduler: ASHA, sampler: Sampler, direction: Direction) -> dict[str, Any]:
+    return {
+        "format": 1,
+        "space": space.to_dict(),
+        "scheduler": scheduler.to_dict(),
+        "sampler": sampler.to_dict(),
+        "direction": direction.value,
+    }
+
+
+async def _open(storage: Storage, owns: bool) -> None:
+    try:
+        await storage.open()
+    except BaseException:
+        if owns:
+            with anyio.CancelScope(shield=True):
+                await storage.close()
+        raise
+
+
+async def _build(name: str, storage: Storage, owns: bool, config: Mapping[str, Any]) -> Study:
+    core = Core(
+        SearchSpace.from_dict(config["space"]),
+        ASHA.from_dict(config["scheduler"]),
+        sampler_from_dict(config["sampler"]),
+        Direction(config["direction"]),
+    )
+    core.replay(await storage.read_events(name))
+    # A trial that was running when its process died is interrupted: it resumes first.
+    lost = [TrialInterrupted(n, _now()) for n in core.numbers_in(TrialState.RUNNING)]
+    if lost:
+        core.replay(lost)
+        storage.append(name, lost)
+        await storage.flush()
+    return Study(name, storage, core, owns_storage=owns)
+
+
+async def create_study(
+    *,
+    space: Mapping[str, Any] | SearchSpace,
+    direction: str | Direction = "minimize",
+    scheduler: ASHA | None = None,
+    sampler: Sampler | None = None,
+    storage: Storage | str | None = None,
+    name: str | None = None,
+    load_if_exists: bool = False,
+) -> Study:
+    """Create a study (or, with ``load_if_exists=True``, continue the stored one of that name).
+
+    ``space`` maps parameter names to :class:`Float`, :class:`Int`, :class:`Categorical` or plain
+    constants. ``scheduler`` defaults to ``ASHA()``, ``sampler`` to ``RandomSampler()`` (a random
+    seed, recorded), ``storage`` to a new :class:`MemoryStorage`. Loading checks that the given
+    space, scheduler, direction and sampler match the stored ones.
+    """
+    space_ = SearchSpace(space)
+    dir_ = _direction(direction)
+    if scheduler is None:
+        scheduler = ASHA()
+    if not isinstance(scheduler, ASHA):
+        raise ConfigError(f"scheduler must be an ASHA instance, got {scheduler!r}")
+    if sampler is not None and not isinstance(sampler, Sampler):
+        raise ConfigError(f"sampler must be a Sampler (e.g. RandomSampler), got {sampler!r}")
+    if name is None:
+        name = f"study-{uuid.uuid4().hex[:8]}"
+    elif not isinstance(name, str) or not name:
+        raise ConfigError(f"name must be a non-empty string, got {name!r}")
+    store, owns = _parse_storage(storage)
+    await _open(store, owns)
+    try:
+        if load_if_exists:
+            try:
+                info = await store.get_study(name)
+            except KeyError:
+                info = None
+            if info is not None:
+                stored = info.config
+                sampler_ = sampler if sampler is not None else sampler_from_dict(stored["sampler"])
+                wanted = _config(space_, scheduler, sampler_, dir_)
+                for key in ("space", "scheduler", "sampler", "direction"):
+                    if wanted[key] != stored[key]:
+                        raise ConfigError(
+                            f"study {name!r} exists with a different {key}: stored {stored[key]!r}, "
+                            f"given {wanted[key]!r}"
+                        )
+                return await _build(name, store, owns, stored)
+        config = _config(space_, scheduler, sampler if sampler is not None else RandomSampler(), dir_)
+        await store.create_study(name, config)
+        return await _build(name, store, owns, config)
+    except BaseException:
+        if owns:
+            with anyio.CancelScope(shield=True):
+                await store.close()
+        raise
+
+
+async def load_study(*, name: str, storage: Storage | str) -> Study:
+    """Open the stored study ``name``; its state is rebuilt by replaying its events."""
+    store, owns = _parse_storage(storage)
+    await _open(store, owns)
+    try:
+        info = await store.get_study(name)
+        return await _build(name, store, owns, info.config)
+    except BaseException:
+        if owns:
+            with anyio.CancelScope(shield=True):
+                await store.close()
+        raise

@@ -1,0 +1,189 @@
+"""The handle an objective receives: ``Trial`` for coroutines, ``ThreadTrial`` for plain functions."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import anyio.from_thread
+
+from aio_ashb._core import Decision, check_step, check_value
+from aio_ashb._exceptions import ReportError, TrialStopped
+
+if TYPE_CHECKING:
+    from aio_ashb._study import _Live, _Run
+
+
+class Trial:
+    """One configuration being trained, as seen by a coroutine objective.
+
+    ``params`` are the hyperparameters, ``checkpoint`` the checkpoint this invocation starts from
+    (``None`` for a fresh start) and ``step`` the last step reported (or the checkpoint's step).
+    """
+
+    __slots__ = ("number", "params", "bracket", "checkpoint", "_step", "_skip_until", "_run", "_live")
+
+    def __init__(
+        self,
+        run: _Run,
+        live: _Live,
+        number: int,
+        params: dict[str, Any],
+        bracket: int,
+        *,
+        checkpoint: Any = None,
+        step: int = 0,
+        skip_until: int = 0,
+    ) -> None:
+        self.number = number
+        self.params = params
+        self.bracket = bracket
+        self.checkpoint = checkpoint
+        self._step = step
+        # Re-invoked after a release: steps up to here are recorded already and not sent again.
+        self._skip_until = skip_until
+        self._run = run
+        self._live = live
+
+    def __repr__(self) -> str:
+        return f"Trial(number={self.number}, params={self.params!r}, step={self._step})"
+
+    @property
+    def step(self) -> int:
+        """The last step reported in this invocation (or the step of the starting checkpoint)."""
+        return self._step
+
+    async def steps(self) -> AsyncIterator[int]:
+        """Yield ``step + 1, step + 2, ...``; suspend while paused at a rung; end when done.
+
+        Ends when the trial is stopped, completes ``max_resource``, or is released while paused
+        (``max_paused``) or at the end of the study.
+        """
+        last = self._step
+        while True:
+            if not await self._run.wait_promotion(self._live):
+                return
+            if self._live.ended:
+                return
+            last = max(last, self._step) + 1
+            yield last
+
+    async def report(self, value: float, *, step: int | None = None, checkpoint: Any = None) -> Decision:
+        """Record ``value`` at ``step`` (default: the previous step + 1) and return the decision.
+
+        ``checkpoint`` is a value, or a zero-argument callable called only when a checkpoint is
+        needed (when the trial pauses at a rung, or is interrupted). Returns once the report is
+        durable. Raises :class:`ReportError` for a value that is not a real number or a step that
+        does not increase, and :class:`TrialStopped` if the trial has already ended.
+        """
+        live = self._live
+        if live.ended or live.released:
+            raise TrialStopped(f"trial {self.number} has ended; it takes no more reports")
+        if live.paused and not await self._run.wait_promotion(live):
+            raise TrialStopped(f"trial {self.number} was not promoted; it takes no more reports")
+        decision, payload_needed = self._record(value, step, checkpoint)
+        if payload_needed:
+            provider = live.provider
+            self._run.save_checkpoint(live, provider() if callable(provider) else provider)
+        await self._run.flush()
+        return decision
+
+    def _record(self, value: object, step: int | None, checkpoint: Any) -> tuple[Decision, bool]:
+        v = check_value(value)
+        if step is None:
+            s = self._step + 1
+        else:
+            s = check_step(step)
+            if s <= self._step:
+                raise ReportError(
+                    f"trial {self.number} reported step {s} after step {self._step}; steps must increase"
+                )
+        self._step = s
+        live = self._live
+        if checkpoint is not None:
+            live.provider = checkpoint
+            live.provider_step = s
+        if s <= self._skip_until:
+            return Decision.CONTINUE, False
+        decision = self._run.record(live, s, v)
+        return decision, decision is Decision.PAUSE and live.provider is not None
+
+
+class ThreadTrial:
+    """The same trial for a plain ``def`` objective running in a worker thread.
+
+    ``report`` and ``steps`` block the thread, never the event loop: each call hops to the loop
+    with ``anyio.from_thread``. A checkpoint callable runs in this thread, not on the loop.
+    """
+
+    __slots__ = ("_trial",)
+
+    def __init__(self, trial: Trial) -> None:
+        self._trial = trial
+
+    def __repr__(self) -> str:
+        return f"ThreadTrial(number={self.number}, params={self.params!r}, step={self.step})"
+
+    @property
+    def number(self) -> int:
+        return self._trial.number
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return self._trial.params
+
+    @property
+    def bracket(self) -> int:
+        return self._trial.bracket
+
+    @property
+    def checkpoint(self) -> Any:
+        return self._trial.checkpoint
+
+    @property
+    def step(self) -> int:
+        return self._trial.step
+
+    def steps(self) -> Iterator[int]:
+        """Blocking twin of :meth:`Trial.steps`."""
+        t = self._trial
+        last = t.step
+        while True:
+            if not anyio.from_thread.run(t._run.wait_promotion, t._live) or t._live.ended:
+                return
+            last = max(last, t.step) + 1
+            yield last
+
+    def report(self, value: float, *, step: int | None = None, checkpoint: Any = None) -> Decision:
+        """Blocking twin of :meth:`Trial.report`."""
+        t = self._trial
+        decision, payload_needed = anyio.from_thread.run(
+            partial(self._report_on_loop, value, step, checkpoint)
+        )
+        if payload_needed:
+            provider: Callable[[], Any] | Any = t._live.provider
+            payload = provider() if callable(provider) else provider  # in this thread
+            anyio.from_thread.run(self._save_on_loop, payload)
+        return decision
+
+    async def _report_on_loop(
+        self, value: object, step: int | None, checkpoint: Any
+    ) -> tuple[Decision, bool]:
+        t = self._trial
+        live = t._live
+        if t._run.cancelling:
+            raise TrialStopped(f"trial {t.number} is interrupted: run() was cancelled")
+        if live.ended or live.released:
+            raise TrialStopped(f"trial {t.number} has ended; it takes no more reports")
+        if live.paused and not await t._run.wait_promotion(live):
+            raise TrialStopped(f"trial {t.number} was not promoted; it takes no more reports")
+        decision, payload_needed = t._record(value, step, checkpoint)
+        if not payload_needed:
+            await t._run.flush()
+        return decision, payload_needed
+
+    async def _save_on_loop(self, payload: Any) -> None:
+        t = self._trial
+        t._run.save_checkpoint(t._live, payload)
+        await t._run.flush()

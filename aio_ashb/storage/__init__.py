@@ -1,0 +1,6 @@
+"""Storage backends: an append-only event log per study (see :class:`Storage`)."""
+
+from aio_ashb.storage._base import Storage, StudyInfo
+from aio_ashb.storage._memory import MemoryStorage
+
+__all__ = ["MemoryStorage", "Storage", "StudyInfo"]

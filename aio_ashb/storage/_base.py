@@ -1,0 +1,99 @@
+"""The storage contract: an append-only event log per study, plus a few queries.
+
+Every backend (``MemoryStorage`` here, ``SQLiteStorage`` next) implements :class:`Storage`, and
+one conformance suite (``tests/storage/test_conformance.py``) runs against each of them.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aio_ashb._core import Event
+
+
+@dataclass(frozen=True, slots=True)
+class StudyInfo:
+    """A study as stored: its name, its configuration (JSON-compatible) and creation time."""
+
+    name: str
+    config: dict[str, Any]
+    created: float
+
+
+class Storage(abc.ABC):
+    """Where a study's events live.
+
+    Contract, for every backend:
+
+    * **Lifecycle.** ``await open()`` before use (idempotent) and ``await close()`` after; a
+      closed storage raises :class:`~aio_ashb.StateError` on use. ``async with storage:`` does
+      both.
+    * **Studies.** ``create_study`` raises :class:`~aio_ashb.DuplicateStudyError` for a name that
+      exists; ``get_study`` and ``delete_study`` raise :class:`~aio_ashb.StudyNotFoundError` for
+      one that does not. Deleting a study removes its events and checkpoints.
+    * **Append.** ``append(name, events)`` is synchronous and never blocks: it accepts the events
+      in order (one runner writes a study at a time) and returns the sequence number of the last
+      one. Sequence numbers are per storage, start at 1 and increase by one per event.
+    * **Durability.** ``durable_seq`` is the highest sequence number that would survive a crash
+      of this process; ``await flush(seq)`` returns once ``durable_seq >= seq`` (``None``: all
+      appended so far). Callers skip the await when ``durable_seq`` is already high enough,
+      which keeps the hot path free of suspensions for backends that are durable at once.
+    * **Replay.** ``read_events(name)`` returns every appended event of the study in append
+      order, equal (``==``) to what was appended, except that :class:`Checkpointed` events come
+      back with ``payload=None``: payloads are fetched with ``load_checkpoint``. Reads never see
+      a partly written batch.
+    * **Checkpoints.** ``load_checkpoint(name, number)`` returns ``(step, payload)`` of the
+      latest :class:`Checkpointed` event of that trial, or ``None``. A backend may drop a
+      trial's checkpoint once a :class:`TrialEnded` event (or a report that completes or stops
+      it) says the trial can never resume.
+    * **Learning curves.** ``read_values(name, number)`` returns ``{step: value}`` of every
+      report of the trial.
+    * **Errors.** Driver errors are raised as :class:`~aio_ashb.StorageError` subclasses.
+    """
+
+    async def __aenter__(self) -> Storage:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @abc.abstractmethod
+    async def open(self) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def create_study(self, name: str, config: Mapping[str, Any]) -> StudyInfo: ...
+
+    @abc.abstractmethod
+    async def get_study(self, name: str) -> StudyInfo: ...
+
+    @abc.abstractmethod
+    async def list_studies(self) -> list[StudyInfo]: ...
+
+    @abc.abstractmethod
+    async def delete_study(self, name: str) -> None: ...
+
+    @abc.abstractmethod
+    def append(self, name: str, events: Sequence[Event]) -> int: ...
+
+    @property
+    @abc.abstractmethod
+    def durable_seq(self) -> int: ...
+
+    @abc.abstractmethod
+    async def flush(self, seq: int | None = None) -> None: ...
+
+    @abc.abstractmethod
+    async def read_events(self, name: str) -> list[Event]: ...
+
+    @abc.abstractmethod
+    async def read_values(self, name: str, number: int) -> dict[int, float]: ...
+
+    @abc.abstractmethod
+    async def load_checkpoint(self, name: str, number: int) -> tuple[int, Any] | None: ...

@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+
+from aio_ashb import Categorical, ConfigError, Constant, Float, Int, RandomSampler, SearchSpace
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda: Float(1.0, 1.0), "low < high"),
+        (lambda: Float(2.0, 1.0), "low=2.0"),
+        (lambda: Float(0.0, 1.0, log=True), "low > 0"),
+        (lambda: Float(-1.0, 1.0, log=True), "low=-1.0"),
+        (lambda: Float("a", 1.0), "must be numbers"),
+        (lambda: Float(0.0, math.inf), "finite"),
+        (lambda: Float(math.nan, 1.0), "finite"),
+        (lambda: Int(3, 3), "low < high"),
+        (lambda: Int(1.5, 3), "integers"),
+        (lambda: Int(True, 3), "integers"),
+        (lambda: Int(0, 3, log=True), "low > 0"),
+        (lambda: Categorical([]), "at least one"),
+        (lambda: Categorical("abc"), "a list of choices"),
+        (lambda: Categorical(["a", "a"]), "distinct"),
+        (lambda: Categorical([[1], [2]]), "must be str"),
+        (lambda: Constant([1]), "constant"),
+        (lambda: SearchSpace({}), "empty"),
+        (lambda: SearchSpace({"x": object()}), "'x' must be"),
+        (lambda: SearchSpace({"": Float(0, 1)}), "non-empty strings"),
+        (lambda: SearchSpace([("x", 1)]), "mapping"),
+    ],
+)
+def test_invalid_dimensions_name_the_bad_value(make: Any, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        make()
+
+
+def test_config_error_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="low < high"):
+        Float(1, 0)
+
+
+SPACE = SearchSpace(
+    {
+        "lr": Float(1e-4, 1.0, log=True),
+        "x": Float(-1.0, 1.0),
+        "layers": Int(1, 4),
+        "width": Int(8, 512, log=True),
+        "act": Categorical(["relu", "tanh", None, 3]),
+        "batch": 64,
+    }
+)
+
+
+def test_sampling_is_seeded_valid_and_covers_the_space() -> None:
+    a = [SPACE.sample(np.random.default_rng(7)) for _ in range(3)]
+    assert a[0] == a[1] == a[2]
+    rng = np.random.default_rng(0)
+    draws = [SPACE.sample(rng) for _ in range(4000)]
+    for d in draws:
+        assert SPACE.validate(d) == d
+        assert d["batch"] == 64
+    assert {d["layers"] for d in draws} == {1, 2, 3, 4}
+    assert {d["act"] for d in draws} == {"relu", "tanh", None, 3}
+    # Uniform ints: each of 4 values near 1000 draws.
+    counts = np.bincount([d["layers"] for d in draws])[1:]
+    assert counts.min() > 850
+    # Log scale: about half the draws of lr fall below the geometric middle 1e-2.
+    below = sum(d["lr"] < 1e-2 for d in draws) / len(draws)
+    assert 0.45 < below < 0.55
+    widths = [d["width"] for d in draws]
+    assert min(widths) == 8 and max(widths) == 512
+
+
+def test_unit_cube_round_trip() -> None:
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        params = SPACE.sample(rng)
+        u = SPACE.to_unit(params)
+        assert u.shape == (SPACE.ndim,) == (5,)
+        assert np.all((u >= 0) & (u <= 1))
+        back = SPACE.from_unit(u)
+        assert back["layers"] == params["layers"] and back["act"] == params["act"]
+        assert back["width"] == params["width"]
+        assert math.isclose(back["lr"], params["lr"], rel_tol=1e-9)
+        assert math.isclose(back["x"], params["x"], rel_tol=1e-9, abs_tol=1e-12)
+    assert SPACE.from_unit([0.0] * 5)["lr"] == pytest.approx(1e-4)
+    assert SPACE.from_unit([0.999999999] * 5)["layers"] == 4
+    with pytest.raises(ConfigError, match="expected 5 coordinates"):
+        SPACE.from_unit([0.5])
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"lr": 2.0}, "missing"),
+        ({"lr": 0.1, "x": 0.0, "layers": 2, "width": 8, "act": "relu", "batch": 64, "z": 1}, "unknown"),
+        ({"lr": 2.0, "x": 0.0, "layers": 2, "width": 8, "act": "relu", "batch": 64}, "'lr'=2.0"),
+        ({"lr": 0.1, "x": 0.0, "layers": 2.0, "width": 8, "act": "relu", "batch": 64}, "'layers'=2.0"),
+        ({"lr": 0.1, "x": 0.0, "layers": 9, "width": 8, "act": "relu", "batch": 64}, "'layers'=9"),
+        ({"lr": 0.1, "x": 0.0, "layers": 2, "width": 8, "act": "gelu", "batch": 64}, "'act'='gelu'"),
+        ({"lr": 0.1, "x": 0.0, "layers": 2, "width": 8, "act": True, "batch": 64}, "'act'=True"),
+        ({"lr": 0.1, "x": 0.0, "layers": 2, "width": 8, "act": "relu", "batch": 32}, "'batch'=32"),
+        ({"lr": "0.1", "x": 0.0, "layers": 2, "width": 8, "act": "relu", "batch": 64}, "'lr'='0.1'"),
+    ],
+)
+def test_validate_rejects_params_outside_the_space(params: dict[str, Any], match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        SPACE.validate(params)
+
+
+def test_serialization_round_trip() -> None:
+    assert SearchSpace.from_dict(SPACE.to_dict()) == SPACE
+    with pytest.raises(ConfigError, match="unknown dimension type 'weird'"):
+        SearchSpace.from_dict({"a": {"type": "weird"}})
+
+
+def test_random_sampler_seed() -> None:
+    assert RandomSampler(5).seed == 5
+    assert isinstance(RandomSampler().seed, int)
+    for bad in (-1, 1.5, "3", True):
+        with pytest.raises(ConfigError, match="seed"):
+            RandomSampler(bad)  # type: ignore[arg-type]
