@@ -41,8 +41,6 @@ from aio_ashb._core import (
     TrialCreated,
     TrialEnded,
     TrialInterrupted,
-    TrialPromoted,
-    TrialResumed,
     TrialState,
     sampler_from_dict,
 )
@@ -51,6 +49,7 @@ from aio_ashb._trial import ThreadTrial, Trial
 from aio_ashb.storage import MemoryStorage, Storage
 
 Objective: TypeAlias = Callable[[Trial], Awaitable[None]] | Callable[[ThreadTrial], None]
+_Work: TypeAlias = "Trial | _Live"  # a new trial to run, or a trial to call again
 Callback: TypeAlias = Callable[["Study", FrozenTrial], None]
 
 _now = time.time
@@ -134,7 +133,8 @@ class _Run:
         self.callbacks = callbacks
         self.running = 0
         self.live: dict[int, _Live] = {}
-        # Suspended paused coroutines, the first to release last: key (-milestone, rank key).
+        # With max_paused: the suspended coroutines, the first to release last, by
+        # (-milestone, rank key), i.e. the worst trial of the lowest rung goes first.
         self.suspended: SortedList[tuple[Any, ...]] = SortedList()
         self.stopping = False
         self.ending = False
@@ -150,28 +150,41 @@ class _Run:
     def can_start(self) -> bool:
         return self.max_trials is None or self.core.n_trials < self.max_trials
 
-    def fill(self) -> None:
-        """Give every free slot its next job; set ``idle`` when nothing runs or can run."""
+    def fill(self, take: bool = False) -> _Work | None:
+        """Give every free slot its next job; set ``idle`` when nothing runs or can run.
+
+        Work that needs a task of its own (a new trial, or a released one called again) gets a
+        new task, except that with ``take=True`` the first such piece is returned instead: the
+        calling task, whose trial just ended, runs it. Reusing tasks this way halves the cost of
+        a short trial (spawning a task is the most expensive step of starting one).
+        """
         core = self.core
+        taken: _Work | None = None
         while self.running < self.concurrency and not self.stopping:
             job = core.next_job(can_start=self.can_start(), time=_now())
             if job is None:
                 break
             self.append(job)
             self.running += 1
+            work: _Work
             if isinstance(job, TrialCreated):
                 live = _Live(job.number)
                 self.live[job.number] = live
-                trial = Trial(self, live, job.number, job.params, job.bracket)
-                self.tg.start_soon(self.invoke, trial, False, name=f"aio_ashb trial {job.number}")
-                continue
-            live_or_none = self.live.get(job.number)
-            if live_or_none is not None and live_or_none.paused and not live_or_none.released:
-                self.resume_in_place(live_or_none)
+                work = Trial(self, live, job.number, job.params, job.bracket)
             else:
-                self.restart(job)
+                current = self.live.get(job.number)
+                if current is not None and current.paused and not current.released:
+                    self.resume_in_place(current)
+                    continue
+                # Promoted after its coroutine was released, or resumed after an interruption.
+                work = self.live[job.number] = _Live(job.number)
+            if take and taken is None:
+                taken = work
+            else:
+                self.tg.start_soon(self.worker, work, name=f"aio_ashb trial {job.number}")
         if self.running == 0:
             self.idle.set()
+        return taken
 
     def resume_in_place(self, live: _Live) -> None:
         """Promote a paused trial whose coroutine is still alive: it continues where it is."""
@@ -185,13 +198,15 @@ class _Run:
         if live.event is not None:
             live.event.set()
 
-    def restart(self, job: TrialPromoted | TrialResumed) -> None:
-        """Invoke the objective again for a promoted trial that was released, or a resumed one."""
-        live = _Live(job.number)
-        self.live[job.number] = live
-        self.tg.start_soon(self.reinvoke, live, name=f"aio_ashb trial {job.number}")
+    async def worker(self, work: _Work | None) -> None:
+        """One task of the run's task group: run trials until no work is left for it."""
+        while work is not None:
+            trial = work if isinstance(work, Trial) else await self.reopen(work)
+            live = await self.invoke(trial)
+            work = self.release_slot(live, take=True)
 
-    async def reinvoke(self, live: _Live) -> None:
+    async def reopen(self, live: _Live) -> Trial:
+        """A trial called again: from its last checkpoint, skipping steps already recorded."""
         n = live.number
         try:
             found = await self.storage.load_checkpoint(self.name, n)
@@ -200,7 +215,7 @@ class _Run:
             raise
         frozen = self.core.frozen(n)
         ckpt_step, payload = found if found is not None else (0, None)
-        trial = Trial(
+        return Trial(
             self,
             live,
             n,
@@ -210,14 +225,14 @@ class _Run:
             step=ckpt_step,
             skip_until=frozen.step,
         )
-        await self.invoke(trial, True)
 
     def append(self, event: Event) -> None:
         self.last_seq = self.storage.append(self.name, (event,))
 
     # -------------------------------------------------------------- called by trials
     def record(self, live: _Live, step: int, value: float) -> Decision:
-        """Apply a report; on a decision point, give the slot back and refill at once."""
+        """Apply a report. A pause gives the slot back and refills it at once; a trial that
+        stops or completes keeps its slot until its objective returns (it is still working)."""
         ev = Reported(live.number, step, value, _now())
         decision = self.core.apply(ev)
         self.last_seq = self.storage.append(self.name, (ev,))
@@ -229,10 +244,10 @@ class _Run:
             if live.scope is not None:
                 live.remaining = live.scope.deadline - anyio.current_time()
                 live.scope.deadline = math.inf
+            self.release_slot(live)
         else:
             live.ended = True
             self.finished(live.number)
-        self.release_slot(live)
         return decision
 
     def save_checkpoint(self, live: _Live, payload: Any) -> None:
@@ -246,11 +261,13 @@ class _Run:
         if self.last_seq > self.storage.durable_seq:
             await self.storage.flush(self.last_seq)
 
-    def release_slot(self, live: _Live) -> None:
+    def release_slot(self, live: _Live, take: bool = False) -> _Work | None:
         if live.holds_slot:
             live.holds_slot = False
             self.running -= 1
-            self.fill()
+        elif not take:
+            return None
+        return self.fill(take)
 
     async def wait_promotion(self, live: _Live) -> bool:
         """Suspend a paused trial until it is promoted (True) or released (False)."""
@@ -261,12 +278,13 @@ class _Run:
         if self.ending:
             live.released = True
             return False
-        milestone, key = self.core.waiting_position(live.number)
-        live.suspended_key = (-milestone, key)
-        self.suspended.add(live.suspended_key)
         live.event = event = anyio.Event()
-        if self.max_paused is not None and len(self.suspended) > self.max_paused:
-            self.release(self.live[self.suspended[-1][1][2]])
+        if self.max_paused is not None:  # rank suspended trials only when some may be released
+            milestone, key = self.core.waiting_position(live.number)
+            live.suspended_key = (-milestone, key)
+            self.suspended.add(live.suspended_key)
+            if len(self.suspended) > self.max_paused:
+                self.release(self.live[self.suspended[-1][1][1]])
         try:
             await event.wait()
         finally:
@@ -302,29 +320,21 @@ class _Run:
         self.fill()
 
     # -------------------------------------------------------------- one invocation
-    async def invoke(self, trial: Trial, reinvoked: bool) -> None:
+    async def invoke(self, trial: Trial) -> _Live:
+        """Call the objective once; record how it ended. Returns its runner-side state."""
         live = trial._live
         n = trial.number
         error: str | None = None
         try:
-            with anyio.CancelScope() as scope:
-                if self.trial_timeout is not None:
+            if self.trial_timeout is None:
+                error = await self.call(trial)
+            else:
+                with anyio.CancelScope() as scope:
                     scope.deadline = anyio.current_time() + self.trial_timeout
                     live.scope = scope
-                try:
-                    if self.is_async:
-                        await self.objective(trial)  # type: ignore[arg-type,misc]
-                    else:
-                        sync_fn: Callable[[ThreadTrial], object] = self.objective  # type: ignore[assignment]
-                        await anyio.to_thread.run_sync(
-                            sync_fn, ThreadTrial(trial), limiter=self.thread_limiter
-                        )
-                except TrialStopped:
-                    pass
-                except Exception:
-                    error = traceback.format_exc()
-            if scope.cancelled_caught:
-                error = f"TimeoutError: trial {n} ran longer than trial_timeout={self.trial_timeout} s"
+                    error = await self.call(trial)
+                if scope.cancelled_caught:
+                    error = f"TimeoutError: trial {n} ran longer than trial_timeout={self.trial_timeout} s"
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True):
                 self.interrupt(live)
@@ -334,7 +344,21 @@ class _Run:
             if self.live.get(n) is live:
                 del self.live[n]
         self.settle(live, error)
-        self.release_slot(live)
+        return live
+
+    async def call(self, trial: Trial) -> str | None:
+        """Run the objective; return the traceback if it raised."""
+        try:
+            if self.is_async:
+                await self.objective(trial)  # type: ignore[arg-type,misc]
+            else:
+                sync_fn: Callable[[ThreadTrial], object] = self.objective  # type: ignore[assignment]
+                await anyio.to_thread.run_sync(sync_fn, ThreadTrial(trial), limiter=self.thread_limiter)
+        except TrialStopped:
+            pass
+        except Exception:
+            return traceback.format_exc()
+        return None
 
     def settle(self, live: _Live, error: str | None) -> None:
         """Write how an invocation ended, from the trial's state in the core."""
@@ -381,8 +405,9 @@ class _Run:
         """The study is over for this run: release every suspended coroutine."""
         self.ending = True
         self.stopping = True
-        for key in list(self.suspended):
-            self.release(self.live[key[1][2]])
+        for live in list(self.live.values()):
+            if live.event is not None:
+                self.release(live)
 
     def cancel_threads(self) -> None:
         self.cancelling = True
@@ -615,8 +640,8 @@ class Study:
             raise run.deferred
         if run.max_failures is not None and run.failures >= run.max_failures:
             raise TooManyFailuresError(
-                f"{run.failures} trials failed (max_failures={run.max_failures}); "
-                f"the last one:\n{run.last_failure}"
+                f"max_failures={run.max_failures} reached: {run.failures} trials failed in this "
+                f"run (the running ones finished first); the last one:\n{run.last_failure}"
             )
 
     # ------------------------------------------------------------------ ask / tell

@@ -54,20 +54,13 @@ class Trial:
         """The last step reported in this invocation (or the step of the starting checkpoint)."""
         return self._step
 
-    async def steps(self) -> AsyncIterator[int]:
-        """Yield ``step + 1, step + 2, ...``; suspend while paused at a rung; end when done.
+    def steps(self) -> AsyncIterator[int]:
+        """Iterate ``step + 1, step + 2, ...``; suspend while paused at a rung; end when done.
 
         Ends when the trial is stopped, completes ``max_resource``, or is released while paused
         (``max_paused``) or at the end of the study.
         """
-        last = self._step
-        while True:
-            if not await self._run.wait_promotion(self._live):
-                return
-            if self._live.ended:
-                return
-            last = max(last, self._step) + 1
-            yield last
+        return _Steps(self)
 
     async def report(self, value: float, *, step: int | None = None, checkpoint: Any = None) -> Decision:
         """Record ``value`` at ``step`` (default: the previous step + 1) and return the decision.
@@ -83,10 +76,12 @@ class Trial:
         if live.paused and not await self._run.wait_promotion(live):
             raise TrialStopped(f"trial {self.number} was not promoted; it takes no more reports")
         decision, payload_needed = self._record(value, step, checkpoint)
+        run = self._run
         if payload_needed:
             provider = live.provider
-            self._run.save_checkpoint(live, provider() if callable(provider) else provider)
-        await self._run.flush()
+            run.save_checkpoint(live, provider() if callable(provider) else provider)
+        if run.last_seq > run.storage.durable_seq:  # skip the await when already durable
+            await run.flush()
         return decision
 
     def _record(self, value: object, step: int | None, checkpoint: Any) -> tuple[Decision, bool]:
@@ -108,6 +103,33 @@ class Trial:
             return Decision.CONTINUE, False
         decision = self._run.record(live, s, v)
         return decision, decision is Decision.PAUSE and live.provider is not None
+
+
+class _Steps:
+    """The iterator behind ``Trial.steps()``.
+
+    A class rather than an async generator: a generator abandoned by a cancelled trial would be
+    finalized later by a task of its own, outliving ``run()``.
+    """
+
+    __slots__ = ("_last", "_trial")
+
+    def __init__(self, trial: Trial) -> None:
+        self._trial = trial
+        self._last = trial.step
+
+    def __aiter__(self) -> _Steps:
+        return self
+
+    async def __anext__(self) -> int:
+        t = self._trial
+        live = t._live
+        if (live.paused or live.released or live.ended) and (
+            live.ended or not await t._run.wait_promotion(live)
+        ):
+            raise StopAsyncIteration
+        self._last = max(self._last, t._step) + 1
+        return self._last
 
 
 class ThreadTrial:

@@ -5,11 +5,12 @@ raises and leaves the state unchanged, and the choices the scheduler makes (star
 promote one, resume one) are themselves events returned by :meth:`Core.next_job`, so the stored
 log replays into an identical core.
 
-Rungs are two sorted lists of rank keys: ``results`` (every trial recorded at the rung) and
-``waiting`` (paused trials not yet promoted out of it). A report at a milestone inserts in
-O(log n); the promotion test of the paper's ``get_job`` ("is the best unpromoted trial among the
-top floor(n/eta) of the rung?") is ``results.bisect_left(waiting[0]) < n // eta``, O(log n),
-once per rung. Nothing scans a rung or the trial list on the hot path.
+Each rung (``_rung.Rung``) keeps its results split into the best ``floor(n / eta)`` and the
+rest, in two heaps, plus a heap of the paused trials waiting there. A report at a milestone costs
+O(log n) at worst (O(1) on average); the promotion test of the paper's ``get_job`` ("is the best
+unpromoted trial among the top floor(n/eta) of the rung?") is one comparison per rung, and rungs
+that did not change since they were last found settled are skipped. Nothing scans a rung or the
+trial list on the hot path.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import math
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any
 
 import numpy as np
 from sortedcontainers import SortedList
@@ -38,14 +39,17 @@ from aio_ashb._core._events import (
     TrialResumed,
     TrialState,
 )
-from aio_ashb._core._sampler import Sampler
+from aio_ashb._core._rung import Key, Rung
+from aio_ashb._core._sampler import RandomSampler, Sampler
 from aio_ashb._core._scheduler import ASHA
 from aio_ashb._core._space import SearchSpace
 from aio_ashb._exceptions import ReportError, StateError
 
-# (is_bad, signed value, trial number): lower is better. Non-finite values rank worst; the trial
-# number breaks ties, so every key is unique and every order deterministic.
-Key: TypeAlias = tuple[int, float, int]
+# Key = (signed value, trial number): lower is better. The value is negated when maximizing, and
+# NaN and +-inf become +inf, so they rank worst. The trial number breaks ties, so every key is
+# unique and every order deterministic. Two-tuples of numbers compare fast and are not tracked
+# by the garbage collector.
+_INF = math.inf
 
 _RUNNING, _PAUSED, _INTERRUPTED = TrialState.RUNNING, TrialState.PAUSED, TrialState.INTERRUPTED
 _isfinite = math.isfinite
@@ -87,46 +91,6 @@ class FrozenTrial:
     checkpoint_step: int | None
 
 
-class _Rung:
-    __slots__ = ("milestone", "results", "waiting")
-
-    def __init__(self, milestone: int) -> None:
-        self.milestone = milestone
-        self.results: SortedList[Key] = SortedList()
-        self.waiting: SortedList[Key] = SortedList()
-
-
-class _Trial:
-    __slots__ = (
-        "number",
-        "bracket",
-        "params",
-        "state",
-        "step",
-        "value",
-        "next_ms",
-        "granted",
-        "waiting",
-        "rung_values",
-        "error",
-        "checkpoint_step",
-    )
-
-    def __init__(self, number: int, bracket: int, params: dict[str, Any]) -> None:
-        self.number = number
-        self.bracket = bracket
-        self.params = params
-        self.state = _RUNNING
-        self.step = 0
-        self.value: float | None = None
-        self.next_ms = 0  # index of the first milestone of its bracket not yet crossed
-        self.granted = 0  # promotion mode: the rung it may run to (its target milestone)
-        self.waiting: Key | None = None  # its key in rungs[granted].waiting while promotable
-        self.rung_values: list[float] = []  # value recorded at rung k, for k < next_ms
-        self.error: str | None = None
-        self.checkpoint_step: int | None = None
-
-
 class Core:
     """The scheduler state of one study.
 
@@ -150,12 +114,26 @@ class Core:
         self._eta = scheduler.reduction_factor
         self._promotion = scheduler.mode == "promotion"
         self._milestones = [scheduler.bracket_milestones(s) for s in range(scheduler.n_brackets)]
-        self._rungs = [[_Rung(m) for m in ms] for ms in self._milestones]
+        self._rungs = [[Rung(m, self._eta) for m in ms] for ms in self._milestones]
         self._cum_probs = np.cumsum(scheduler.bracket_probabilities())
-        self._trials: list[_Trial] = []
+        # Per-trial state, one list per field, indexed by trial number. Columns rather than an
+        # object per trial: 100,000 small objects would make every full garbage collection walk
+        # them all, while lists of numbers, tuples and shared enums cost it almost nothing.
+        self._bracket: list[int] = []
+        self._params: list[dict[str, Any]] = []
+        self._state: list[TrialState] = []
+        self._step: list[int] = []
+        self._value: list[float | None] = []
+        self._next_ms: list[int] = []  # index of the first milestone of its bracket not crossed
+        self._granted: list[int] = []  # promotion mode: the rung it may run to
+        self._waiting: list[Key | None] = []  # its key in the rung it waits in, while paused
+        self._rung_values: list[tuple[float, ...]] = []  # value recorded at rung k < next_ms
+        self._error: dict[int, str] = {}
+        self._checkpoint_step: dict[int, int] = {}
         self._queue: deque[dict[str, Any]] = deque()
         self._interrupted: SortedList[int] = SortedList()
-        self._counts = dict.fromkeys(TrialState, 0)
+        # Keyed by the state's string value: Enum.__hash__ is Python code, str hashes are cached.
+        self._counts = {state.value: 0 for state in TrialState}
         self._best: dict[int, tuple[Key, int]] = {}  # milestone -> best (key, number) there
         self._handlers: dict[type, Callable[[Any], Decision | None]] = {
             Reported: self._on_reported,
@@ -199,16 +177,16 @@ class Core:
             self._on_resumed(resumed)
             return resumed
         if self._promotion:
-            eta = self._eta
             for rungs in self._rungs:
                 for k in range(len(rungs) - 2, -1, -1):
                     rung = rungs[k]
-                    if rung.waiting:
-                        best = rung.waiting[0]
-                        if rung.results.bisect_left(best) < len(rung.results) // eta:
-                            promoted = TrialPromoted(best[2], k + 1, time)
-                            self._on_promoted(promoted)
-                            return promoted
+                    if rung.settled:
+                        continue
+                    best = rung.promotable()
+                    if best is not None:
+                        promoted = TrialPromoted(best[1], k + 1, time)
+                        self._on_promoted(promoted)
+                        return promoted
         if not can_start:
             return None
         bracket = 0
@@ -218,205 +196,225 @@ class Core:
         if self._queue:
             params = self._queue[0]
         else:
-            params = self.space.validate(self.sampler.sample(self.space, self.rng))
-        state: dict[str, Any] = dict(self.rng.bit_generator.state)
-        created = TrialCreated(len(self._trials), bracket, params, state, time)
-        self._on_created(created)
+            params = self.sampler.sample(self.space, self.rng)
+            if type(self.sampler) is not RandomSampler:  # its params are valid by construction
+                params = self.space.validate(params)
+        state: Any = self.rng.bit_generator.state  # a fresh dict on every access
+        created = TrialCreated(len(self._state), bracket, params, state, time)
+        self._on_created(created, live=True)
         return created
 
     # ------------------------------------------------------------------ handlers
     def _on_enqueued(self, ev: Enqueued) -> None:
         self._queue.append(self.space.validate(ev.params))
 
-    def _on_created(self, ev: TrialCreated) -> None:
-        if ev.number != len(self._trials):
-            raise StateError(f"trial {ev.number} created out of order; next is {len(self._trials)}")
+    def _on_created(self, ev: TrialCreated, live: bool = False) -> None:
+        n = len(self._state)
+        if ev.number != n:
+            raise StateError(f"trial {ev.number} created out of order; next is {n}")
         if not 0 <= ev.bracket < len(self._rungs):
             raise StateError(f"bracket {ev.bracket} does not exist")
         if self._queue:
             if ev.params != self._queue[0]:
                 raise StateError(f"trial {ev.number} should have taken the enqueued params first")
             self._queue.popleft()
-        if self.rng.bit_generator.state != ev.rng_state:
-            self.rng.bit_generator.state = ev.rng_state  # replay: restore the generator
-        self._trials.append(_Trial(ev.number, ev.bracket, ev.params))
-        self._counts[_RUNNING] += 1
+        if not live:  # replay: restore the generator as it was after this trial's draws
+            self.rng.bit_generator.state = ev.rng_state
+        self._bracket.append(ev.bracket)
+        self._params.append(ev.params)
+        self._state.append(_RUNNING)
+        self._step.append(0)
+        self._value.append(None)
+        self._next_ms.append(0)
+        self._granted.append(0)
+        self._waiting.append(None)
+        self._rung_values.append(())
+        self._counts["running"] += 1
 
-    def _trial(self, number: int) -> _Trial:
-        if 0 <= number < len(self._trials):
-            return self._trials[number]
+    def _state_of(self, number: int) -> TrialState:
+        if type(number) is int and 0 <= number < len(self._state):
+            return self._state[number]
         raise StateError(f"there is no trial {number!r}")
 
-    def _set_state(self, t: _Trial, state: TrialState) -> None:
-        self._counts[t.state] -= 1
-        self._counts[state] += 1
-        t.state = state
+    def _set_state(self, n: int, state: TrialState) -> None:
+        counts = self._counts
+        counts[self._state[n]._value_] -= 1
+        counts[state._value_] += 1
+        self._state[n] = state
 
     def _key(self, value: float, number: int) -> Key:
         if _isfinite(value):
-            return (0, self._sign * value, number)
-        return (1, 0.0, number)
+            return (self._sign * value, number)
+        return (_INF, number)
 
     def _on_reported(self, ev: Reported) -> Decision:
-        t = self._trial(ev.number)
-        if t.state is not _RUNNING:
-            raise StateError(f"trial {t.number} is {t.state.value}; only a running trial reports")
+        n = ev.number
+        state = self._state_of(n)
+        if state is not _RUNNING:
+            raise StateError(f"trial {n} is {state.value}; only a running trial reports")
         step = ev.step
-        if type(step) is not int or step <= t.step:
+        last = self._step[n]
+        if type(step) is not int or step <= last:
             check_step(step)
-            raise ReportError(
-                f"trial {t.number} reported step {step!r} after step {t.step}; steps must increase"
-            )
+            raise ReportError(f"trial {n} reported step {step!r} after step {last}; steps must increase")
         value = ev.value if type(ev.value) is float else check_value(ev.value)
-        t.step = step
-        t.value = value
-        milestones = self._milestones[t.bracket]
-        k = t.next_ms
+        self._step[n] = step
+        self._value[n] = value
+        bracket = self._bracket[n]
+        milestones = self._milestones[bracket]
+        k = self._next_ms[n]
         if step < milestones[k]:  # k < len(milestones) while the trial is running
             return Decision.CONTINUE
         # A milestone was reached: record the value at every milestone the step crossed.
-        rungs = self._rungs[t.bracket]
-        key = self._key(value, t.number)
+        rungs = self._rungs[bracket]
+        key = self._key(value, n)
         first = k
         top = len(milestones) - 1
         while k <= top and step >= milestones[k]:
-            rungs[k].results.add(key)
-            t.rung_values.append(value)
+            rungs[k].add(key)
+            self._rung_values[n] += (value,)
             m = milestones[k]
             best = self._best.get(m)
             if best is None or key < best[0]:
-                self._best[m] = (key, t.number)
+                self._best[m] = (key, n)
             k += 1
-        t.next_ms = k
+        self._next_ms[n] = k
         if k > top:
-            self._set_state(t, TrialState.COMPLETE)
+            self._set_state(n, TrialState.COMPLETE)
             return Decision.COMPLETE
         if self._promotion:
             # The first milestone ahead of a running trial is always its granted one, so it
             # crossed its target: pause in the highest rung reached, promotable from there.
-            t.granted = k - 1
-            t.waiting = key
-            rungs[k - 1].waiting.add(key)
-            self._set_state(t, _PAUSED)
+            self._granted[n] = k - 1
+            self._waiting[n] = key
+            rungs[k - 1].wait(key)
+            self._set_state(n, _PAUSED)
             return Decision.PAUSE
-        eta = self._eta
         for j in range(first, k):
-            results = rungs[j].results
-            if results.bisect_left(key) >= max(1, len(results) // eta):
-                self._set_state(t, TrialState.STOPPED)
+            if not rungs[j].leads(key):
+                self._set_state(n, TrialState.STOPPED)
                 return Decision.STOP
         return Decision.CONTINUE
 
     def _on_promoted(self, ev: TrialPromoted) -> None:
-        t = self._trial(ev.number)
-        if t.state is not _PAUSED or t.waiting is None or t.granted != ev.rung - 1:
-            raise StateError(f"trial {t.number} ({t.state.value}) is not waiting in rung {ev.rung - 1}")
-        rung = self._rungs[t.bracket][t.granted]
-        if rung.results.bisect_left(t.waiting) >= len(rung.results) // self._eta:
-            raise StateError(f"trial {t.number} is not in the top 1/eta of rung {t.granted}")
-        rung.waiting.remove(t.waiting)
-        t.waiting = None
-        t.granted = ev.rung
-        self._set_state(t, _RUNNING)
+        n = ev.number
+        state = self._state_of(n)
+        key = self._waiting[n]
+        granted = self._granted[n]
+        if state is not _PAUSED or key is None or granted != ev.rung - 1:
+            raise StateError(f"trial {n} ({state.value}) is not waiting in rung {ev.rung - 1}")
+        rung = self._rungs[self._bracket[n]][granted]
+        if not rung.in_top(key):
+            raise StateError(f"trial {n} is not in the top 1/eta of rung {granted}")
+        rung.unwait(key)
+        self._waiting[n] = None
+        self._granted[n] = ev.rung
+        self._set_state(n, _RUNNING)
 
     def _on_resumed(self, ev: TrialResumed) -> None:
-        t = self._trial(ev.number)
-        if t.state is not _INTERRUPTED:
-            raise StateError(f"trial {t.number} is {t.state.value}, not interrupted")
-        self._interrupted.remove(t.number)
-        self._set_state(t, _RUNNING)
+        state = self._state_of(ev.number)
+        if state is not _INTERRUPTED:
+            raise StateError(f"trial {ev.number} is {state.value}, not interrupted")
+        self._interrupted.remove(ev.number)
+        self._set_state(ev.number, _RUNNING)
 
     def _on_interrupted(self, ev: TrialInterrupted) -> None:
-        t = self._trial(ev.number)
-        if t.state is not _RUNNING:
-            raise StateError(f"trial {t.number} is {t.state.value}; only a running trial is interrupted")
-        self._interrupted.add(t.number)
-        self._set_state(t, _INTERRUPTED)
+        state = self._state_of(ev.number)
+        if state is not _RUNNING:
+            raise StateError(f"trial {ev.number} is {state.value}; only a running trial is interrupted")
+        self._interrupted.add(ev.number)
+        self._set_state(ev.number, _INTERRUPTED)
 
     def _on_ended(self, ev: TrialEnded) -> None:
-        t = self._trial(ev.number)
-        if t.state.is_finished:
-            raise StateError(f"trial {t.number} already ended ({t.state.value})")
-        if ev.state is TrialState.COMPLETE and t.state is not _RUNNING:
-            raise StateError(f"trial {t.number} is {t.state.value}; only a running trial completes")
+        n = ev.number
+        state = self._state_of(n)
+        if state.is_finished:
+            raise StateError(f"trial {n} already ended ({state.value})")
+        if ev.state is TrialState.COMPLETE and state is not _RUNNING:
+            raise StateError(f"trial {n} is {state.value}; only a running trial completes")
         if ev.state not in (TrialState.COMPLETE, TrialState.STOPPED, TrialState.FAILED):
             raise StateError(f"{ev.state} is not an end state")
-        if t.waiting is not None:
-            self._rungs[t.bracket][t.granted].waiting.remove(t.waiting)
-            t.waiting = None
-        if t.state is _INTERRUPTED:
-            self._interrupted.remove(t.number)
-        t.error = ev.error
-        self._set_state(t, ev.state)
+        key = self._waiting[n]
+        if key is not None:
+            self._rungs[self._bracket[n]][self._granted[n]].unwait(key)
+            self._waiting[n] = None
+        if state is _INTERRUPTED:
+            self._interrupted.remove(n)
+        if ev.error is not None:
+            self._error[n] = ev.error
+        self._set_state(n, ev.state)
 
     def _on_checkpointed(self, ev: Checkpointed) -> None:
-        t = self._trial(ev.number)
-        if t.state.is_finished:
-            raise StateError(f"trial {t.number} already ended ({t.state.value})")
-        t.checkpoint_step = ev.step
+        state = self._state_of(ev.number)
+        if state.is_finished:
+            raise StateError(f"trial {ev.number} already ended ({state.value})")
+        self._checkpoint_step[ev.number] = ev.step
 
     # ------------------------------------------------------------------ queries
     @property
     def n_trials(self) -> int:
-        return len(self._trials)
+        return len(self._state)
 
     @property
     def counts(self) -> Mapping[TrialState, int]:
         """Number of trials in each state (kept up to date, O(1))."""
-        return self._counts
+        return {state: self._counts[state.value] for state in TrialState}
 
     @property
     def n_enqueued(self) -> int:
         return len(self._queue)
 
     def state_of(self, number: int) -> TrialState:
-        return self._trial(number).state
+        return self._state_of(number)
 
     def step_of(self, number: int) -> int:
-        return self._trial(number).step
+        self._state_of(number)
+        return self._step[number]
 
     def target_of(self, number: int) -> int:
         """The resource the trial may run to before its next decision point."""
-        t = self._trial(number)
-        ms = self._milestones[t.bracket]
+        self._state_of(number)
+        ms = self._milestones[self._bracket[number]]
         if self._promotion:
-            return ms[t.granted] if t.granted >= t.next_ms else ms[min(t.next_ms, len(ms) - 1)]
+            granted, next_ms = self._granted[number], self._next_ms[number]
+            return ms[granted] if granted >= next_ms else ms[min(next_ms, len(ms) - 1)]
         return ms[-1]
 
     def waiting_position(self, number: int) -> tuple[int, Key]:
         """(milestone, rank key) of a paused trial in the rung it waits in; lower key is better."""
-        t = self._trial(number)
-        if t.waiting is None:
+        self._state_of(number)
+        key = self._waiting[number]
+        if key is None:
             raise StateError(f"trial {number} is not waiting for promotion")
-        return self._milestones[t.bracket][t.granted], t.waiting
+        return self._milestones[self._bracket[number]][self._granted[number]], key
 
     def waiting_trials(self) -> list[int]:
         """Numbers of the paused trials (from the rungs' waiting lists, not a trial scan)."""
-        return [key[2] for rungs in self._rungs for rung in rungs for key in rung.waiting]
+        return [key[1] for rungs in self._rungs for rung in rungs for key in rung.waiting_keys()]
 
     def numbers_in(self, state: TrialState) -> list[int]:
         """Numbers of the trials in ``state`` (a scan of all trials: for loading, not hot paths)."""
-        return [t.number for t in self._trials if t.state is state]
+        return [n for n, s in enumerate(self._state) if s is state]
 
     def frozen(self, number: int) -> FrozenTrial:
-        t = self._trial(number)
-        ms = self._milestones[t.bracket]
-        rung_values = {ms[k]: v for k, v in enumerate(t.rung_values)}
+        state = self._state_of(number)
+        ms = self._milestones[self._bracket[number]]
+        values = self._rung_values[number]
         return FrozenTrial(
-            number=t.number,
-            state=t.state,
-            params=dict(t.params),
-            bracket=t.bracket,
-            step=t.step,
-            value=t.value,
-            resource=ms[len(t.rung_values) - 1] if t.rung_values else 0,
-            rung_values=rung_values,
-            error=t.error,
-            checkpoint_step=t.checkpoint_step,
+            number=number,
+            state=state,
+            params=dict(self._params[number]),
+            bracket=self._bracket[number],
+            step=self._step[number],
+            value=self._value[number],
+            resource=ms[len(values) - 1] if values else 0,
+            rung_values={ms[k]: v for k, v in enumerate(values)},
+            error=self._error.get(number),
+            checkpoint_step=self._checkpoint_step.get(number),
         )
 
     def trials(self) -> list[FrozenTrial]:
-        return [self.frozen(i) for i in range(len(self._trials))]
+        return [self.frozen(i) for i in range(len(self._state))]
 
     def best(self) -> FrozenTrial | None:
         """The best trial at the highest milestone any trial has reached."""
@@ -426,23 +424,17 @@ class Core:
 
     def rung_sizes(self) -> list[list[tuple[int, int]]]:
         """Per bracket, per rung: (milestone, number of results recorded there)."""
-        return [[(r.milestone, len(r.results)) for r in rungs] for rungs in self._rungs]
+        return [[(r.milestone, len(r)) for r in rungs] for rungs in self._rungs]
 
     def rung_members(self, bracket: int, rung: int) -> list[int]:
         """Trial numbers recorded at a rung, best first (a scan: for reports, not the hot path)."""
-        return [key[2] for key in self._rungs[bracket][rung].results]
+        return [key[1] for key in self._rungs[bracket][rung].ranked()]
 
     def is_done(self) -> bool:
         """True when no trial runs, none is interrupted, and none can be promoted now."""
-        return self._counts[_RUNNING] == 0 and not self._interrupted and not self._promotable()
+        return self._counts["running"] == 0 and not self._interrupted and not self._promotable()
 
     def _promotable(self) -> bool:
         if not self._promotion:
             return False
-        for rungs in self._rungs:
-            for k in range(len(rungs) - 1):
-                rung = rungs[k]
-                n = len(rung.results)
-                if rung.waiting and rung.results.bisect_left(rung.waiting[0]) < n // self._eta:
-                    return True
-        return False
+        return any(rungs[k].promotable() is not None for rungs in self._rungs for k in range(len(rungs) - 1))

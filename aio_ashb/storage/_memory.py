@@ -15,7 +15,9 @@ from aio_ashb.storage._base import Storage, StudyInfo
 @dataclass(slots=True)
 class _StudyLog:
     info: StudyInfo
-    events: list[Event] = field(default_factory=list)
+    # Reports, by far the most numerous events, are kept as plain tuples of numbers: less
+    # memory, and the garbage collector stops tracking them (it must traverse objects).
+    events: list[Event | tuple[int, int, float, float]] = field(default_factory=list)
     values: dict[int, dict[int, float]] = field(default_factory=dict)
     checkpoints: dict[int, tuple[int, Any]] = field(default_factory=dict)
 
@@ -77,7 +79,7 @@ class MemoryStorage(Storage):
                 if curve is None:
                     curve = log.values[ev.number] = {}
                 curve[ev.step] = ev.value
-                log.events.append(ev)
+                log.events.append((ev.number, ev.step, ev.value, ev.time))
             elif isinstance(ev, Checkpointed):
                 log.checkpoints[ev.number] = (ev.step, ev.payload)
                 log.events.append(Checkpointed(ev.number, ev.step, None, ev.time))
@@ -96,7 +98,7 @@ class MemoryStorage(Storage):
         self._check_open()
 
     async def read_events(self, name: str) -> list[Event]:
-        return list(self._log(name).events)
+        return [Reported(*ev) if type(ev) is tuple else ev for ev in self._log(name).events]  # type: ignore[misc]
 
     async def read_values(self, name: str, number: int) -> dict[int, float]:
         return dict(self._log(name).values.get(number, {}))

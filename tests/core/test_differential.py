@@ -118,8 +118,16 @@ def test_core_matches_reference(cfg: dict[str, Any], ops: list[tuple[str, int, i
 def test_reference_agrees_on_a_known_promotion() -> None:
     # A hand-checked case so the reference itself is anchored: eta=3, rungs 1, 3, 9.
     core, ref = _build(
-        {"eta": 3, "min_resource": 1, "rungs": 3, "extra": 0, "brackets": 1, "mode": "promotion",
-         "maximize": False, "seed": 1}
+        {
+            "eta": 3,
+            "min_resource": 1,
+            "rungs": 3,
+            "extra": 0,
+            "brackets": 1,
+            "mode": "promotion",
+            "maximize": False,
+            "seed": 1,
+        }
     )
     for impl in (core, ref):
         for _ in range(3):

@@ -7,8 +7,19 @@ from pathlib import Path
 
 import aio_ashb._core
 
-ALLOWED_TOP = {"__future__", "collections", "dataclasses", "enum", "math", "secrets", "typing",
-               "numpy", "sortedcontainers", "aio_ashb"}
+ALLOWED_TOP = {
+    "__future__",
+    "collections",
+    "dataclasses",
+    "enum",
+    "heapq",
+    "math",
+    "secrets",
+    "typing",
+    "numpy",
+    "sortedcontainers",
+    "aio_ashb",
+}
 FORBIDDEN_IN_PACKAGE = ("aio_ashb._study", "aio_ashb._trial", "aio_ashb.storage", "aio_ashb.cli")
 
 

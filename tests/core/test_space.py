@@ -16,22 +16,22 @@ from aio_ashb import Categorical, ConfigError, Constant, Float, Int, RandomSampl
         (lambda: Float(2.0, 1.0), "low=2.0"),
         (lambda: Float(0.0, 1.0, log=True), "low > 0"),
         (lambda: Float(-1.0, 1.0, log=True), "low=-1.0"),
-        (lambda: Float("a", 1.0), "must be numbers"),
+        (lambda: Float("a", 1.0), "must be numbers"),  # type: ignore[arg-type]
         (lambda: Float(0.0, math.inf), "finite"),
         (lambda: Float(math.nan, 1.0), "finite"),
         (lambda: Int(3, 3), "low < high"),
-        (lambda: Int(1.5, 3), "integers"),
+        (lambda: Int(1.5, 3), "integers"),  # type: ignore[arg-type]
         (lambda: Int(True, 3), "integers"),
         (lambda: Int(0, 3, log=True), "low > 0"),
         (lambda: Categorical([]), "at least one"),
         (lambda: Categorical("abc"), "a list of choices"),
         (lambda: Categorical(["a", "a"]), "distinct"),
-        (lambda: Categorical([[1], [2]]), "must be str"),
-        (lambda: Constant([1]), "constant"),
+        (lambda: Categorical([[1], [2]]), "must be str"),  # type: ignore[list-item]
+        (lambda: Constant([1]), "constant"),  # type: ignore[arg-type]
         (lambda: SearchSpace({}), "empty"),
         (lambda: SearchSpace({"x": object()}), "'x' must be"),
         (lambda: SearchSpace({"": Float(0, 1)}), "non-empty strings"),
-        (lambda: SearchSpace([("x", 1)]), "mapping"),
+        (lambda: SearchSpace([("x", 1)]), "mapping"),  # type: ignore[arg-type]
     ],
 )
 def test_invalid_dimensions_name_the_bad_value(make: Any, match: str) -> None:

@@ -1,0 +1,5 @@
+import sys
+
+from aio_ashb.cli import main
+
+sys.exit(main())

@@ -1,0 +1,183 @@
+"""Scheduler decisions per second, block by block, and end-to-end results per second.
+
+    python bench/core.py                # 100,000 trials through the core, then study.run
+    python bench/core.py --trials 20000 --e2e-trials 2000
+
+Part 1 drives ``Core`` directly with the common workload (shared/BENCHMARKS.md section 1):
+8 trials active, every trial reports every step 1..81 until a decision stops or pauses it.
+A decision is one report answered (``Core.apply(Reported)``); the ``next_job`` calls that
+refill slots are counted as time but not as decisions. Timing covers the whole driver loop,
+loss computation included, so the figures understate the core alone.
+
+Part 2 runs ``Study.run`` with a no-op async objective (it only reports) at concurrency 8 on
+MemoryStorage and, when optuna is installed, Optuna's optimize with the same loss and a
+SuccessiveHalvingPruner in memory, in the same process, and prints the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/core.py` works
+
+import aio_ashb as aa
+from aio_ashb._core import Core, Decision, Reported, TrialCreated
+from bench._workload import ETA, MAX_R, MIN_R, SPACE, curve_terms, machine
+
+Mode = Literal["promotion", "stopping"]
+MODES: tuple[Mode, ...] = ("promotion", "stopping")
+
+
+def core_blocks(n_trials: int, mode: Mode, block: int = 1000) -> tuple[list[tuple[int, float]], int, float]:
+    """Return per-block (decisions, seconds), total decisions and total seconds."""
+    core = Core(aa.SearchSpace(SPACE), aa.ASHA(MIN_R, MAX_R, ETA, mode=mode), aa.RandomSampler(0))
+    blocks = [[0, 0.0] for _ in range((n_trials + block - 1) // block)]
+    running: list[list[Any]] = []  # [number, step, f, g]
+    perf = time.perf_counter
+    t_start = perf()
+    decisions = 0
+    i = 0
+    while True:
+        t0 = perf()
+        while len(running) < 8:
+            job = core.next_job(can_start=core.n_trials < n_trials)
+            if job is None:
+                break
+            number = job.number
+            params = job.params if isinstance(job, TrialCreated) else core.frozen(number).params
+            f, g = curve_terms(params)
+            running.append([number, core.step_of(number), f, g])
+        if not running:
+            break
+        i = (i + 1) % len(running)
+        entry = running[i]
+        number, step, f, g = entry
+        step += 1
+        decision = core.apply(Reported(number, step, f + g / math.sqrt(step)))
+        if decision is Decision.CONTINUE:
+            entry[1] = step
+        else:
+            running.pop(i)
+        b = blocks[number // block]
+        b[0] += 1
+        b[1] += perf() - t0
+        decisions += 1
+    return [(int(d), float(s)) for d, s in blocks], decisions, perf() - t_start
+
+
+async def e2e_aio(n_trials: int, mode: Mode) -> tuple[int, float]:
+    study = await aa.create_study(
+        space=SPACE,
+        scheduler=aa.ASHA(MIN_R, MAX_R, ETA, mode=mode),
+        sampler=aa.RandomSampler(0),
+    )
+    reports = 0
+
+    async def objective(trial: aa.Trial) -> None:
+        nonlocal reports
+        f, g = curve_terms(trial.params)
+        async for step in trial.steps():
+            await trial.report(f + g / math.sqrt(step))
+            reports += 1
+
+    t0 = time.perf_counter()
+    await study.run(objective, max_trials=n_trials, concurrency=8)
+    return reports, time.perf_counter() - t0
+
+
+def e2e_optuna(n_trials: int) -> tuple[int, float] | None:
+    try:
+        import optuna
+    except ImportError:
+        return None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    reports = 0
+
+    def objective(trial: Any) -> float:
+        nonlocal reports
+        params = {
+            "lr": trial.suggest_float("lr", 1e-4, 1.0, log=True),
+            "x": trial.suggest_float("x", 0.0, 1.0),
+            "c": trial.suggest_categorical("c", ["a", "b", "c", "d"]),
+        }
+        f, g = curve_terms(params)
+        loss = math.inf
+        for step in range(1, MAX_R + 1):
+            loss = f + g / math.sqrt(step)
+            trial.report(loss, step)
+            reports += 1
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return loss
+
+    pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=MIN_R, reduction_factor=ETA)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0), pruner=pruner)
+    t0 = time.perf_counter()
+    study.optimize(objective, n_trials=n_trials)
+    return reports, time.perf_counter() - t0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--trials", type=int, default=100_000, help="trials through the core (default 100000)"
+    )
+    parser.add_argument("--e2e-trials", type=int, default=3000, help="trials for study.run (default 3000)")
+    parser.add_argument("--optuna-trials", type=int, default=1000, help="trials for Optuna (default 1000)")
+    parser.add_argument("--repeats", type=int, default=3, help="repeats of the end-to-end runs (median)")
+    parser.add_argument("--all-blocks", action="store_true", help="print every block of 1000 trials")
+    args = parser.parse_args()
+    print(f"# {machine()}\n")
+
+    print(f"## 1. Core decisions per second, {args.trials:,} trials, 8 active, rungs 1-3-9-27-81\n")
+    for mode in MODES:
+        blocks, total, seconds = core_blocks(args.trials, mode)
+        print(f"### mode={mode}\n")
+        print("| trials | decisions | decisions/s | µs/decision |")
+        print("| --- | --- | --- | --- |")
+        n = len(blocks)
+        show = range(n) if args.all_blocks else sorted({0, 1, 4, 9, n // 2 - 1, n - 1} & set(range(n)))
+        for k in show:
+            d, s = blocks[k]
+            print(f"| {k * 1000:,}-{(k + 1) * 1000:,} | {d:,} | {d / s:,.0f} | {s / d * 1e6:.2f} |")
+        first = blocks[0][0] / blocks[0][1]
+        last = blocks[-1][0] / blocks[-1][1]
+        print(f"| whole run | {total:,} | {total / seconds:,.0f} | {seconds / total * 1e6:.2f} |")
+        print(f"\nlast block / first block: {last / first:.2f}\n")
+
+    print("## 2. End to end, study.run, no-op async objective, concurrency 8, MemoryStorage\n")
+    print("| run | trials | results | results/s (median of repeats) |")
+    print("| --- | --- | --- | --- |")
+    rates: dict[str, float] = {}
+    for mode in MODES:
+        runs = [asyncio.run(e2e_aio(args.e2e_trials, mode)) for _ in range(args.repeats)]
+        rate = statistics.median(r / s for r, s in runs)
+        rates[mode] = rate
+        print(f"| aio_ashb study.run, ASHA {mode} | {args.e2e_trials:,} | {runs[0][0]:,} | {rate:,.0f} |")
+    opt = e2e_optuna(args.optuna_trials)
+    if opt is None:
+        print(
+            "| Optuna optimize + SuccessiveHalvingPruner, in-memory | — | — | not installed "
+            '(`pip install -e ".[bench]"`) |'
+        )
+    else:
+        orate = opt[0] / opt[1]
+        print(
+            f"| Optuna optimize + SuccessiveHalvingPruner, in-memory | {args.optuna_trials:,} | "
+            f"{opt[0]:,} | {orate:,.0f} |"
+        )
+        for name, rate in rates.items():
+            print(f"\naio_ashb ({name}) / Optuna: {rate / orate:.1f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import pytest
+
+import aio_ashb as aa
+from tests.runner.conftest import SPACE, loss
+
+
+@pytest.mark.asyncio
+async def test_ask_tell_drives_promotions_with_checkpoints() -> None:
+    study = await aa.create_study(space=SPACE, scheduler=aa.ASHA(1, 9, 3), sampler=aa.RandomSampler(2))
+    decisions: list[aa.Decision] = []
+    promoted_jobs: list[aa.AskedJob] = []
+    for _ in range(40):
+        job = await study.ask()
+        if job.step > 0:
+            promoted_jobs.append(job)
+            assert job.checkpoint == {"trained_to": job.step}
+        decisions.append(
+            await study.tell(job, loss(job.params, job.target), checkpoint={"trained_to": job.target})
+        )
+    assert promoted_jobs, "some asks must promote"
+    assert promoted_jobs[0].target in (3, 9)
+    assert aa.Decision.PAUSE in decisions and aa.Decision.COMPLETE in decisions
+    best = study.best_trial
+    assert best is not None and best.resource == 9
+
+
+@pytest.mark.asyncio
+async def test_ask_tell_failures_and_misuse() -> None:
+    study = await aa.create_study(space=SPACE, scheduler=aa.ASHA(1, 9, 3, mode="stopping"))
+    job = await study.ask()
+    assert job.target == 9
+    assert await study.tell(job, 0.5, step=1) is aa.Decision.CONTINUE
+    await study.fail(job, ValueError("worker crashed"))
+    t = study.trials[job.number]
+    assert t.state is aa.TrialState.FAILED and t.error is not None and "worker crashed" in t.error
+    with pytest.raises(aa.StateError, match=f"trial {job.number} is not an open job"):
+        await study.tell(job, 0.1)
+    job2 = await study.ask()
+    with pytest.raises(aa.ReportError, match="got 'x'"):
+        await study.tell(job2, "x")  # type: ignore[arg-type]
+    with pytest.raises(aa.StateError, match="tell\\(\\) them first"):
+        await study.run(lambda t: None, max_trials=1)

@@ -1,0 +1,287 @@
+"""The runner on virtual time: exact step durations, no real sleeping."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter, defaultdict
+from typing import Any
+
+import anyio
+import pytest
+
+import aio_ashb as aa
+from aio_ashb._core import Checkpointed, Reported, TrialCreated, TrialPromoted
+from tests.runner.conftest import SPACE, loss
+from tests.virtual_time import run_virtual, vnow
+
+
+async def _study(**kw: Any) -> aa.Study:
+    args: dict[str, Any] = {
+        "space": SPACE,
+        "scheduler": aa.ASHA(1, 27, 3),
+        "sampler": aa.RandomSampler(0),
+        **kw,
+    }
+    return await aa.create_study(**args)
+
+
+def test_slots_are_always_full_while_work_exists() -> None:
+    workers = 4
+    intervals: list[tuple[float, float]] = []
+    first_start: dict[int, float] = {}
+
+    async def objective(trial: aa.Trial) -> None:
+        async for step in trial.steps():
+            t0 = vnow()
+            first_start.setdefault(trial.number, t0)
+            await anyio.sleep(1.0)
+            intervals.append((t0, vnow()))
+            await trial.report(loss(trial.params, step))
+
+    async def main() -> aa.Study:
+        study = await _study()
+        await study.run(objective, max_trials=60, concurrency=workers)
+        return study
+
+    study = run_virtual(main)
+    last_start = max(first_start.values())
+    assert last_start > 20  # the run is long enough to mean something
+    t = 0.5
+    while t < last_start:
+        busy = sum(a <= t < b for a, b in intervals)
+        assert busy == workers, f"only {busy} of {workers} slots busy at t={t}"
+        t += 1.0
+    assert study.counts[aa.TrialState.COMPLETE] >= 1
+    assert study.counts[aa.TrialState.RUNNING] == study.counts[aa.TrialState.PAUSED] == 0
+    assert sum(study.counts.values()) == 60
+
+
+def test_promotions_resume_the_same_coroutine() -> None:
+    invocations: Counter[int] = Counter()
+    seen_steps: dict[int, list[int]] = defaultdict(list)
+
+    async def objective(trial: aa.Trial) -> None:
+        invocations[trial.number] += 1
+        model = object()  # state that only survives if the coroutine does
+        async for step in trial.steps():
+            await anyio.sleep(0.1 * (1 + trial.number % 3))
+            seen_steps[trial.number].append(step)
+            assert model is not None
+            await trial.report(loss(trial.params, step))
+
+    async def main() -> aa.Study:
+        study = await _study()
+        await study.run(objective, max_trials=40, concurrency=3)
+        return study
+
+    study = run_virtual(main)
+    promoted = [t for t in study.trials if t.resource > 1]
+    assert len(promoted) >= 5
+    assert set(invocations.values()) == {1}
+    for t in promoted:
+        assert seen_steps[t.number] == list(range(1, t.step + 1))
+    assert any(t.state is aa.TrialState.COMPLETE for t in promoted)
+
+
+def test_cancelling_run_interrupts_running_trials_and_leaves_no_task() -> None:
+    resumed_from: dict[int, Any] = {}
+
+    async def objective(trial: aa.Trial) -> None:
+        if trial.checkpoint is not None:
+            resumed_from[trial.number] = (trial.checkpoint, trial.step)
+        async for step in trial.steps():
+            await anyio.sleep(1.0)
+            await trial.report(loss(trial.params, step), checkpoint={"after": step})
+
+    async def main() -> None:
+        study = await _study()
+        with anyio.move_on_after(10.5):
+            await study.run(objective, max_trials=50, concurrency=4)
+        assert asyncio.all_tasks() == {asyncio.current_task()}
+        counts = study.counts
+        assert counts[aa.TrialState.INTERRUPTED] == 4
+        assert counts[aa.TrialState.RUNNING] == 0
+        interrupted = [t for t in study.trials if t.state is aa.TrialState.INTERRUPTED]
+        with_steps = [t for t in interrupted if t.step > 0]
+        assert with_steps
+        for t in with_steps:
+            assert t.checkpoint_step == t.step  # the shielded final write kept the checkpoint
+        # A later run resumes the interrupted trials first, from their checkpoints.
+        await study.run(objective, max_trials=50, concurrency=4)
+        assert {t.number for t in with_steps} <= set(resumed_from)
+        for t in with_steps:
+            ckpt, step = resumed_from[t.number]
+            assert ckpt == {"after": t.step} and step == t.step
+        assert study.counts[aa.TrialState.INTERRUPTED] == 0
+        events = await study.storage.read_events(study.name)
+        reported = Counter((e.number, e.step) for e in events if isinstance(e, Reported))
+        assert max(reported.values()) == 1  # nothing recorded twice
+
+    run_virtual(main)
+
+
+def test_a_failing_objective_does_not_stop_the_study() -> None:
+    async def objective(trial: aa.Trial) -> None:
+        async for step in trial.steps():
+            await anyio.sleep(1)
+            if trial.number % 5 == 2 and step == 2:
+                raise ValueError(f"bad config {trial.number}")
+            await trial.report(loss(trial.params, step))
+
+    async def main() -> aa.Study:
+        study = await _study(scheduler=aa.ASHA(1, 27, 3, mode="stopping"))
+        await study.run(objective, max_trials=30, concurrency=4)
+        return study
+
+    study = run_virtual(main)
+    failed = [t for t in study.trials if t.state is aa.TrialState.FAILED]
+    assert failed
+    for t in failed:
+        assert t.number % 5 == 2
+        assert t.error is not None and f"ValueError: bad config {t.number}" in t.error
+        assert "Traceback" in t.error
+    assert all(t.state.is_finished for t in study.trials)
+    assert len(study.trials) == 30
+
+
+def test_max_failures_stops_the_run_and_raises() -> None:
+    async def objective(trial: aa.Trial) -> None:
+        await anyio.sleep(1)
+        raise RuntimeError("always")
+
+    async def main() -> aa.Study:
+        study = await _study()
+        with pytest.raises(aa.TooManyFailuresError, match=r"max_failures=3 reached"):
+            await study.run(objective, max_trials=100, concurrency=2, max_failures=3)
+        return study
+
+    study = run_virtual(main)
+    # The third failure stops the run; the trial still running in the other slot drains.
+    assert study.counts[aa.TrialState.FAILED] == 4
+    assert len(study.trials) < 100
+
+
+def test_trial_timeout_fails_only_running_time_counts() -> None:
+    lifetimes: dict[int, float] = {}
+
+    async def objective(trial: aa.Trial) -> None:
+        start = vnow()
+        if trial.number == 3:
+            await anyio.sleep(10_000)
+        async for step in trial.steps():
+            await anyio.sleep(1.0)
+            await trial.report(loss(trial.params, step))
+        lifetimes[trial.number] = vnow() - start
+
+    async def main() -> aa.Study:
+        study = await _study(scheduler=aa.ASHA(1, 9, 3))
+        await study.run(objective, max_trials=40, concurrency=2, trial_timeout=12)
+        return study
+
+    study = run_virtual(main)
+    t3 = study.trials[3]
+    assert t3.state is aa.TrialState.FAILED
+    assert t3.error is not None and "trial_timeout=12" in t3.error
+    complete = [t.number for t in study.trials if t.state is aa.TrialState.COMPLETE]
+    assert complete
+    # Complete trials ran 9 steps (9 s) but lived far longer than the timeout while paused.
+    assert max(lifetimes[n] for n in complete) > 12
+
+
+@pytest.mark.parametrize("use_checkpoint", [True, False])
+def test_max_paused_releases_and_reinvokes_from_the_checkpoint(use_checkpoint: bool) -> None:
+    starts: list[tuple[int, Any, int]] = []
+
+    async def objective(trial: aa.Trial) -> None:
+        starts.append((trial.number, trial.checkpoint, trial.step))
+        async for step in trial.steps():
+            await anyio.sleep(1.0)
+            ckpt = (lambda s=step: {"step": s}) if use_checkpoint else None
+            await trial.report(loss(trial.params, step), checkpoint=ckpt)
+
+    async def main() -> aa.Study:
+        study = await _study()
+        await study.run(objective, max_trials=30, concurrency=2, max_paused=1)
+        events = await study.storage.read_events(study.name)
+        reported = Counter((e.number, e.step) for e in events if isinstance(e, Reported))
+        assert max(reported.values()) == 1
+        promotions = [e.number for e in events if isinstance(e, TrialPromoted)]
+        assert len(promotions) >= 4
+        if use_checkpoint:
+            assert any(isinstance(e, Checkpointed) for e in events)
+        return study
+
+    study = run_virtual(main)
+    again = [(n, ck, step) for n, ck, step in starts if ck is not None or step > 0]
+    first = {n for n, _, _ in starts}
+    assert len(starts) > len(first)  # some trials were called again after a release
+    if use_checkpoint:
+        assert again
+        for _n, ck, step in again:
+            assert ck == {"step": step}
+    else:
+        assert not again  # no checkpoint: they retrained from step 0
+    for t in study.trials:
+        assert t.state.is_finished
+
+
+def test_stop_from_a_callback_drains_and_stops_paused_trials() -> None:
+    finished: list[aa.FrozenTrial] = []
+
+    def on_finish(study: aa.Study, trial: aa.FrozenTrial) -> None:
+        assert trial.state.is_finished
+        finished.append(trial)
+        if len(finished) == 5:
+            study.stop()
+
+    async def objective(trial: aa.Trial) -> None:
+        async for step in trial.steps():
+            await anyio.sleep(1.0)
+            await trial.report(loss(trial.params, step))
+
+    async def main() -> aa.Study:
+        study = await _study(scheduler=aa.ASHA(1, 27, 3, mode="stopping"))
+        await study.run(objective, max_trials=1000, concurrency=4, callbacks=[on_finish])
+        return study
+
+    study = run_virtual(main)
+    assert len(study.trials) < 20
+    assert all(t.state.is_finished for t in study.trials)
+    assert len(finished) == len(study.trials)  # once per trial, drained ones included
+
+
+def test_timeout_stops_gracefully_and_paused_trials_end_stopped() -> None:
+    async def objective(trial: aa.Trial) -> None:
+        async for step in trial.steps():
+            await anyio.sleep(1.0)
+            await trial.report(loss(trial.params, step))
+
+    async def main() -> tuple[aa.Study, float]:
+        study = await _study()
+        t0 = vnow()
+        await study.run(objective, timeout=30, concurrency=4)
+        return study, vnow() - t0
+
+    study, elapsed = run_virtual(main)
+    assert 30 <= elapsed < 60
+    counts = study.counts
+    assert counts[aa.TrialState.RUNNING] == counts[aa.TrialState.PAUSED] == 0
+    assert counts[aa.TrialState.STOPPED] > 0
+
+
+def test_same_seed_same_decisions_on_virtual_time() -> None:
+    async def objective(trial: aa.Trial) -> None:
+        async for step in trial.steps():
+            await anyio.sleep(0.5 + trial.params["x"])
+            await trial.report(loss(trial.params, step))
+
+    async def main() -> list[Any]:
+        study = await _study(scheduler=aa.ASHA(1, 27, 3, brackets=2))
+        await study.run(objective, max_trials=80, concurrency=5)
+        events = await study.storage.read_events(study.name)
+        return [(type(e).__name__, getattr(e, "number", None), getattr(e, "value", None)) for e in events]
+
+    a = run_virtual(main)
+    assert a == run_virtual(main)
+    assert sum(1 for e in a if e[0] == "TrialCreated") == 80
+    assert TrialCreated.__name__ in {e[0] for e in a}

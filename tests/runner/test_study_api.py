@@ -1,0 +1,192 @@
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+import aio_ashb as aa
+from tests.runner.conftest import SPACE, loss
+
+
+async def _noop(trial: aa.Trial) -> None:
+    async for step in trial.steps():
+        await trial.report(loss(trial.params, step))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"direction": "down"}, "direction must be 'minimize' or 'maximize', got 'down'"),
+        ({"scheduler": "asha"}, "scheduler must be an ASHA instance, got 'asha'"),
+        ({"sampler": 3}, "sampler must be a Sampler"),
+        ({"storage": "postgres://x"}, "unsupported storage 'postgres://x'"),
+        ({"storage": 5}, "storage must be a Storage"),
+        ({"name": ""}, "name must be a non-empty string"),
+        ({"space": {}}, "the search space is empty"),
+    ],
+)
+@pytest.mark.asyncio
+async def test_create_study_rejects_bad_arguments(kwargs: dict[str, Any], match: str) -> None:
+    args: dict[str, Any] = {"space": SPACE, **kwargs}
+    with pytest.raises(aa.ConfigError, match=match):
+        await aa.create_study(**args)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"concurrency": 0}, "concurrency must be a number >= 1, got 0"),
+        ({"concurrency": 2.5}, "concurrency must be an integer, got 2.5"),
+        ({"max_trials": -1}, "max_trials must be a number >= 0, got -1"),
+        ({"max_trials": 1.5}, "max_trials must be an integer"),
+        ({"timeout": -1}, "timeout must be a number >= 0, got -1"),
+        ({"trial_timeout": math.nan}, "trial_timeout must be a number"),
+        ({"max_paused": -2}, "max_paused must be a number >= 0"),
+        ({"max_failures": 0}, "max_failures must be a number >= 1, got 0"),
+        ({"callbacks": [1]}, "callbacks must be callable, got 1"),
+    ],
+)
+@pytest.mark.asyncio
+async def test_run_rejects_bad_arguments(kwargs: dict[str, Any], match: str) -> None:
+    study = await aa.create_study(space=SPACE)
+    with pytest.raises(aa.ConfigError, match=match):
+        await study.run(_noop, **kwargs)
+    with pytest.raises(aa.ConfigError, match="objective must be callable"):
+        await study.run(42)  # type: ignore[arg-type]
+
+
+@pytest.mark.asyncio
+async def test_bad_reports_fail_the_trial_with_a_clear_error() -> None:
+    async def objective(trial: aa.Trial) -> None:
+        if trial.number == 0:
+            await trial.report("nan")  # type: ignore[arg-type]
+        elif trial.number == 1:
+            await trial.report(1.0, step=3)
+            await trial.report(1.0, step=2)
+        else:
+            await trial.report(1.0, step=0)
+
+    study = await aa.create_study(space=SPACE, scheduler=aa.ASHA(1, 9, 3, mode="stopping"))
+    await study.run(objective, max_trials=3)
+    errors = [t.error or "" for t in study.trials]
+    assert "got 'nan'" in errors[0]
+    assert "reported step 2 after step 3" in errors[1]
+    assert "step must be an integer >= 1, got 0" in errors[2]
+
+
+@pytest.mark.asyncio
+async def test_enqueued_configurations_run_first() -> None:
+    study = await aa.create_study(space=SPACE)
+    fixed = {"lr": 0.01, "x": 0.3, "c": "a"}
+    study.enqueue(fixed)
+    with pytest.raises(aa.ConfigError, match="'c'='z' is not one of"):
+        study.enqueue({"lr": 0.01, "x": 0.3, "c": "z"})
+    await study.run(_noop, max_trials=4)
+    assert study.trials[0].params == fixed
+
+
+@pytest.mark.asyncio
+async def test_load_study_replays_and_checks_the_configuration() -> None:
+    storage = aa.MemoryStorage()
+    study = await aa.create_study(
+        space=SPACE, storage=storage, name="s", sampler=aa.RandomSampler(4), scheduler=aa.ASHA(1, 9, 3)
+    )
+    await study.run(_noop, max_trials=12, concurrency=3)
+    again = await aa.load_study(name="s", storage=storage)
+    assert again.trials == study.trials
+    assert again.best_trial == study.best_trial
+    assert again.rungs == study.rungs
+    with pytest.raises(aa.DuplicateStudyError, match="'s' already exists"):
+        await aa.create_study(space=SPACE, storage=storage, name="s")
+    with pytest.raises(aa.ConfigError, match="different scheduler"):
+        await aa.create_study(space=SPACE, storage=storage, name="s", load_if_exists=True)
+    same = await aa.create_study(
+        space=SPACE, storage=storage, name="s", scheduler=aa.ASHA(1, 9, 3), load_if_exists=True
+    )
+    assert same.sampler.seed == 4
+    await same.run(_noop, max_trials=20, concurrency=3)  # continues: same generator stream
+    assert len(same.trials) == 20
+    with pytest.raises(aa.StudyNotFoundError, match="no study named 'zzz'"):
+        await aa.load_study(name="zzz", storage=storage)
+
+
+@pytest.mark.asyncio
+async def test_lifecycle_closed_study_and_concurrent_run() -> None:
+    async with await aa.create_study(space=SPACE) as study:
+        await study.run(_noop, max_trials=2)
+    with pytest.raises(aa.StateError, match="is closed"):
+        await study.run(_noop, max_trials=3)
+    with pytest.raises(aa.StateError, match="is closed"):
+        await study.ask()
+
+
+@pytest.mark.asyncio
+async def test_a_broken_callback_ends_the_run_with_its_error() -> None:
+    def broken(study: aa.Study, trial: aa.FrozenTrial) -> None:
+        raise KeyError("callback bug")
+
+    study = await aa.create_study(space=SPACE)
+    with pytest.raises(KeyError, match="callback bug"):
+        await study.run(_noop, max_trials=10, concurrency=2, callbacks=[broken])
+    assert all(t.state.is_finished for t in study.trials)
+
+
+@pytest.mark.asyncio
+async def test_learning_curves_and_maximize() -> None:
+    async def objective(trial: aa.Trial) -> None:
+        async for step in trial.steps():
+            await trial.report(trial.params["x"] * step)
+
+    study = await aa.create_study(space=SPACE, direction="maximize", scheduler=aa.ASHA(1, 9, 3))
+    await study.run(objective, max_trials=27, concurrency=4)
+    best = study.best_trial
+    assert best is not None and best.resource == 9
+    top = max((t for t in study.trials if t.resource == 9), key=lambda t: t.rung_values[9])
+    assert best.number == top.number
+    curve = await study.learning_curve(best.number)
+    assert sorted(curve) == list(range(1, 10))
+    assert curve[9] == pytest.approx(best.params["x"] * 9)
+    with pytest.raises(aa.StateError, match="no trial 999"):
+        await study.learning_curve(999)
+
+
+def test_public_names_are_curated() -> None:
+    assert sorted(aa.__all__) == sorted(
+        [
+            "ASHA",
+            "AioAshbError",
+            "AskedJob",
+            "Categorical",
+            "ConfigError",
+            "Constant",
+            "Decision",
+            "Direction",
+            "DuplicateStudyError",
+            "Float",
+            "FrozenTrial",
+            "Int",
+            "MemoryStorage",
+            "RandomSampler",
+            "ReportError",
+            "Sampler",
+            "SearchSpace",
+            "StateError",
+            "Storage",
+            "StorageError",
+            "Study",
+            "StudyNotFoundError",
+            "ThreadTrial",
+            "TooManyFailuresError",
+            "Trial",
+            "TrialState",
+            "TrialStopped",
+            "__version__",
+            "create_study",
+            "load_study",
+        ]
+    )
+    for name in aa.__all__:
+        assert hasattr(aa, name)
+    for exc in (aa.ConfigError, aa.ReportError, aa.StateError, aa.StorageError, aa.TrialStopped):
+        assert issubclass(exc, aa.AioAshbError)

@@ -1,0 +1,112 @@
+"""The storage contract (see ``aio_ashb.storage.Storage``), run against every backend."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+import pytest_asyncio
+
+import aio_ashb as aa
+from aio_ashb._core import (
+    Checkpointed,
+    Enqueued,
+    Event,
+    Reported,
+    TrialCreated,
+    TrialEnded,
+    TrialState,
+)
+
+BACKENDS: dict[str, Callable[[], aa.Storage]] = {"memory": aa.MemoryStorage}
+CONFIG = {"format": 1, "space": {"x": {"type": "float", "low": 0.0, "high": 1.0, "log": False}}}
+
+
+@pytest_asyncio.fixture(params=sorted(BACKENDS))
+async def storage(request: pytest.FixtureRequest) -> AsyncIterator[aa.Storage]:
+    store = BACKENDS[request.param]()
+    async with store:
+        yield store
+
+
+@pytest.mark.asyncio
+async def test_studies_create_get_list_delete(storage: aa.Storage) -> None:
+    info = await storage.create_study("a", CONFIG)
+    assert info.name == "a" and info.config == CONFIG and info.created > 0
+    await storage.create_study("b", CONFIG)
+    assert (await storage.get_study("a")).config == CONFIG
+    assert sorted(s.name for s in await storage.list_studies()) == ["a", "b"]
+    with pytest.raises(aa.DuplicateStudyError, match="'a' already exists"):
+        await storage.create_study("a", CONFIG)
+    await storage.delete_study("a")
+    with pytest.raises(aa.StudyNotFoundError, match="'a'"):
+        await storage.get_study("a")
+    with pytest.raises(aa.StudyNotFoundError):
+        await storage.delete_study("a")
+    with pytest.raises(aa.StudyNotFoundError):
+        await storage.read_events("a")
+    assert [s.name for s in await storage.list_studies()] == ["b"]
+
+
+def _events() -> list[Event]:
+    return [
+        Enqueued({"x": 0.5}, 1.0),
+        TrialCreated(0, 0, {"x": 0.5}, {"bit_generator": "PCG64", "state": {"state": 1, "inc": 3}}, 2.0),
+        Reported(0, 1, 0.25, 3.0),
+        Reported(0, 2, float("nan"), 4.0),
+        Checkpointed(0, 2, {"weights": [1, 2, 3]}, 5.0),
+        Reported(0, 3, float("inf"), 6.0),
+        Checkpointed(0, 3, b"\x00bytes", 7.0),
+    ]
+
+
+@pytest.mark.asyncio
+async def test_append_is_ordered_durable_and_replayable(storage: aa.Storage) -> None:
+    await storage.create_study("s", CONFIG)
+    await storage.create_study("other", CONFIG)
+    evs = _events()
+    before = storage.durable_seq
+    seq = storage.append("s", evs[:3])
+    assert seq == before + 3
+    storage.append("other", [Reported(0, 1, 9.0)])
+    seq = storage.append("s", evs[3:])
+    await storage.flush(seq)
+    assert storage.durable_seq >= seq
+    await storage.flush()
+    got = await storage.read_events("s")
+    assert len(got) == len(evs)
+    for a, b in zip(got, evs, strict=True):
+        if isinstance(b, Checkpointed):
+            assert a == Checkpointed(b.number, b.step, None, b.time)
+        elif isinstance(b, Reported) and b.value != b.value:  # NaN
+            assert isinstance(a, Reported) and a.value != a.value and a.step == b.step
+        else:
+            assert a == b
+    assert await storage.load_checkpoint("s", 0) == (3, b"\x00bytes")
+    assert await storage.load_checkpoint("s", 1) is None
+    curve = await storage.read_values("s", 0)
+    assert curve[1] == 0.25 and curve[3] == float("inf") and curve[2] != curve[2]
+    assert await storage.read_values("s", 7) == {}
+    assert len(await storage.read_events("other")) == 1
+
+
+@pytest.mark.asyncio
+async def test_a_finished_trial_may_drop_its_checkpoint(storage: aa.Storage) -> None:
+    await storage.create_study("s", CONFIG)
+    storage.append("s", _events())
+    storage.append("s", [TrialEnded(0, TrialState.FAILED, "boom")])
+    await storage.flush()
+    assert await storage.load_checkpoint("s", 0) in (None, (3, b"\x00bytes"))
+    assert (await storage.read_events("s"))[-1] == TrialEnded(0, TrialState.FAILED, "boom")
+
+
+@pytest.mark.asyncio
+async def test_a_closed_storage_refuses_work() -> None:
+    for make in BACKENDS.values():
+        store = make()
+        await store.open()
+        await store.close()
+        with pytest.raises(aa.StateError, match="closed"):
+            await store.list_studies()
+        with pytest.raises(aa.StateError, match="closed"):
+            store.append("s", [])
