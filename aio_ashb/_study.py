@@ -199,10 +199,37 @@ class _Run:
             live.event.set()
 
     async def worker(self, work: _Work | None) -> None:
-        """One task of the run's task group: run trials until no work is left for it."""
+        """One task of the run's task group: run trials until no work is left for it.
+
+        Each turn calls the objective once and records how it ended. (One function rather than
+        a helper per turn: a suspended paused trial holds every frame of this stack.)
+        """
         while work is not None:
             trial = work if isinstance(work, Trial) else await self.reopen(work)
-            live = await self.invoke(trial)
+            live = trial._live
+            n = trial.number
+            error: str | None = None
+            try:
+                if self.trial_timeout is None:
+                    error = await self.call(trial)
+                else:
+                    with anyio.CancelScope() as scope:
+                        scope.deadline = anyio.current_time() + self.trial_timeout
+                        live.scope = scope
+                        error = await self.call(trial)
+                    if scope.cancelled_caught:
+                        error = (
+                            f"TimeoutError: trial {n} ran longer than trial_timeout={self.trial_timeout} s"
+                        )
+            except anyio.get_cancelled_exc_class():
+                with anyio.CancelScope(shield=True):
+                    self.interrupt(live)
+                    await self.flush()
+                raise
+            finally:
+                if self.live.get(n) is live:
+                    del self.live[n]
+            self.settle(live, error)
             work = self.release_slot(live, take=True)
 
     async def reopen(self, live: _Live) -> Trial:
@@ -320,32 +347,6 @@ class _Run:
         self.fill()
 
     # -------------------------------------------------------------- one invocation
-    async def invoke(self, trial: Trial) -> _Live:
-        """Call the objective once; record how it ended. Returns its runner-side state."""
-        live = trial._live
-        n = trial.number
-        error: str | None = None
-        try:
-            if self.trial_timeout is None:
-                error = await self.call(trial)
-            else:
-                with anyio.CancelScope() as scope:
-                    scope.deadline = anyio.current_time() + self.trial_timeout
-                    live.scope = scope
-                    error = await self.call(trial)
-                if scope.cancelled_caught:
-                    error = f"TimeoutError: trial {n} ran longer than trial_timeout={self.trial_timeout} s"
-        except anyio.get_cancelled_exc_class():
-            with anyio.CancelScope(shield=True):
-                self.interrupt(live)
-                await self.flush()
-            raise
-        finally:
-            if self.live.get(n) is live:
-                del self.live[n]
-        self.settle(live, error)
-        return live
-
     async def call(self, trial: Trial) -> str | None:
         """Run the objective; return the traceback if it raised."""
         try:
