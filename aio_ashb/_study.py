@@ -217,7 +217,9 @@ class _Run:
                         scope.deadline = anyio.current_time() + self.trial_timeout
                         live.scope = scope
                         error = await self.call(trial)
-                    if scope.cancelled_caught:
+                    # A thread cannot be cancelled: it ends at its next report past the deadline,
+                    # and then the scope has nothing to catch.
+                    if scope.cancelled_caught or anyio.current_time() >= scope.deadline:
                         error = (
                             f"TimeoutError: trial {n} ran longer than trial_timeout={self.trial_timeout} s"
                         )

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import anyio.from_thread
 
 from aio_ashb._core import Decision, check_step, check_value
@@ -170,9 +171,14 @@ class ThreadTrial:
     def steps(self) -> Iterator[int]:
         """Blocking twin of :meth:`Trial.steps`."""
         t = self._trial
+        live = t._live
         last = t.step
         while True:
-            if not anyio.from_thread.run(t._run.wait_promotion, t._live) or t._live.ended:
+            # Hop to the loop only when the trial may have to wait: a running trial's flags
+            # only change inside its own report() call, which has returned by now.
+            if (live.paused or live.released or live.ended or t._run.cancelling) and (
+                live.ended or not anyio.from_thread.run(t._run.wait_promotion, live)
+            ):
                 return
             last = max(last, t.step) + 1
             yield last
@@ -196,6 +202,9 @@ class ThreadTrial:
         live = t._live
         if t._run.cancelling:
             raise TrialStopped(f"trial {t.number} is interrupted: run() was cancelled")
+        if live.scope is not None and anyio.current_time() >= live.scope.deadline:
+            # A thread cannot be cancelled: end it here; the runner records the timeout.
+            raise TrialStopped(f"trial {t.number} ran past its trial_timeout")
         if live.ended or live.released:
             raise TrialStopped(f"trial {t.number} has ended; it takes no more reports")
         if live.paused and not await t._run.wait_promotion(live):

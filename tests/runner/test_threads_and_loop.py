@@ -105,3 +105,23 @@ async def test_the_event_loop_is_never_blocked_for_long() -> None:
     assert len(study.trials) == 3000
     # Generous bound: the loop got control back at least every 0.25 s during a ~1 s run.
     assert worst < 0.25, f"the loop was blocked for {worst:.3f} s (run took {elapsed:.2f} s)"
+
+
+@pytest.mark.asyncio
+async def test_trial_timeout_ends_a_thread_trial_at_its_next_report() -> None:
+    reports_after_deadline: list[int] = []
+
+    def objective(trial: aa.ThreadTrial) -> None:
+        t0 = time.monotonic()
+        for step in trial.steps():
+            time.sleep(0.02)
+            if time.monotonic() - t0 > 0.3:
+                reports_after_deadline.append(step)
+            trial.report(loss(trial.params, step))
+
+    study = await aa.create_study(space=SPACE, scheduler=aa.ASHA(1, 10_000, 3, mode="stopping"))
+    await study.run(objective, max_trials=1, trial_timeout=0.2)
+    t = study.trials[0]
+    assert t.state is aa.TrialState.FAILED
+    assert t.error is not None and "trial_timeout=0.2" in t.error
+    assert len(reports_after_deadline) <= 1  # stopped at the first report past the deadline
