@@ -28,17 +28,22 @@ from aio_ashb._core import (
 from aio_ashb._exceptions import (
     AioAshbError,
     ConfigError,
+    CorruptDatabaseError,
     DuplicateStudyError,
+    NotADatabaseError,
     ReportError,
+    SchemaVersionError,
     StateError,
     StorageError,
+    StorageLocationError,
+    StudyLockedError,
     StudyNotFoundError,
     TooManyFailuresError,
     TrialStopped,
 )
 from aio_ashb._study import AskedJob, Study, create_study, load_study
 from aio_ashb._trial import ThreadTrial, Trial
-from aio_ashb.storage import MemoryStorage, Storage
+from aio_ashb.storage import MemoryStorage, SQLiteStorage, Storage
 
 __version__ = "0.1.0"
 
@@ -48,6 +53,7 @@ __all__ = [
     "AskedJob",
     "Categorical",
     "ConfigError",
+    "CorruptDatabaseError",
     "Constant",
     "Decision",
     "Direction",
@@ -56,14 +62,19 @@ __all__ = [
     "FrozenTrial",
     "Int",
     "MemoryStorage",
+    "NotADatabaseError",
     "RandomSampler",
     "ReportError",
+    "SQLiteStorage",
     "Sampler",
+    "SchemaVersionError",
     "SearchSpace",
     "StateError",
     "Storage",
     "StorageError",
+    "StorageLocationError",
     "Study",
+    "StudyLockedError",
     "StudyNotFoundError",
     "ThreadTrial",
     "TooManyFailuresError",

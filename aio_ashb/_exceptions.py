@@ -8,7 +8,12 @@
      ├── StateError             (also RuntimeError) an operation the current state forbids
      ├── StorageError                               the storage cannot do what was asked
      │    ├── StudyNotFoundError  (also KeyError)
-     │    └── DuplicateStudyError
+     │    ├── DuplicateStudyError
+     │    ├── StudyLockedError                      another runner holds the study's lease
+     │    ├── StorageLocationError                  missing directory, or a read-only location
+     │    ├── NotADatabaseError                     the file is not an aio_ashb SQLite database
+     │    ├── CorruptDatabaseError                  SQLite reports the database is damaged
+     │    └── SchemaVersionError                    written by a newer aio_ashb
      ├── TooManyFailuresError                       ``max_failures`` trials failed in one ``run()``
      └── TrialStopped                               raised in a trial that reports after it ended
 
@@ -22,10 +27,15 @@ from __future__ import annotations
 __all__ = [
     "AioAshbError",
     "ConfigError",
+    "CorruptDatabaseError",
     "DuplicateStudyError",
+    "NotADatabaseError",
     "ReportError",
+    "SchemaVersionError",
     "StateError",
     "StorageError",
+    "StorageLocationError",
+    "StudyLockedError",
     "StudyNotFoundError",
     "TooManyFailuresError",
     "TrialStopped",
@@ -61,6 +71,27 @@ class StudyNotFoundError(StorageError, KeyError):
 
 class DuplicateStudyError(StorageError):
     """A study with the requested name already exists (use ``load_if_exists=True``)."""
+
+
+class StudyLockedError(StorageError):
+    """Another runner holds the study's lease; the message names it and when it expires."""
+
+
+class StorageLocationError(StorageError):
+    """The database cannot be created or written where it was asked (missing directory,
+    read-only file or directory)."""
+
+
+class NotADatabaseError(StorageError):
+    """The file exists but is not a SQLite database written by aio_ashb."""
+
+
+class CorruptDatabaseError(StorageError):
+    """SQLite reports the database file as damaged."""
+
+
+class SchemaVersionError(StorageError):
+    """The database was written by a newer aio_ashb than this one."""
 
 
 class TooManyFailuresError(AioAshbError):

@@ -10,15 +10,18 @@ call; nothing polls and nothing sleeps.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
+import os
+import socket
 import time
 import traceback
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 import anyio
 import anyio.to_thread
@@ -44,13 +47,21 @@ from aio_ashb._core import (
     TrialState,
     sampler_from_dict,
 )
-from aio_ashb._exceptions import ConfigError, StateError, TooManyFailuresError, TrialStopped
+from aio_ashb._exceptions import (
+    ConfigError,
+    StateError,
+    StorageError,
+    TooManyFailuresError,
+    TrialStopped,
+)
 from aio_ashb._trial import ThreadTrial, Trial
 from aio_ashb.storage import MemoryStorage, Storage
+from aio_ashb.storage._sqlite import parse_sqlite_url
 
 Objective: TypeAlias = Callable[[Trial], Awaitable[None]] | Callable[[ThreadTrial], None]
 _Work: TypeAlias = "Trial | _Live"  # a new trial to run, or a trial to call again
 Callback: TypeAlias = Callable[["Study", FrozenTrial], None]
+Durability: TypeAlias = Literal["durable", "buffered"]
 
 _now = time.time
 
@@ -71,6 +82,10 @@ def _check_limit(name: str, value: object, *, allow_none: bool = True, minimum: 
         raise ConfigError(f"{name} must be a number >= {minimum}, got {value!r}")
 
 
+class _ObjectiveMisuse(ConfigError):
+    """The objective cannot be run as given (ends the run with this error)."""
+
+
 class _Live:
     """Runner-side state of one invocation of the objective for one trial."""
 
@@ -85,7 +100,9 @@ class _Live:
         "provider_step",
         "scope",
         "remaining",
+        "returned",
         "suspended_key",
+        "step",
     )
 
     def __init__(self, number: int) -> None:
@@ -97,8 +114,10 @@ class _Live:
         self.event: anyio.Event | None = None
         self.provider: Any = None  # latest checkpoint value or callable
         self.provider_step = 0
+        self.step = 0  # the invocation's latest step
         self.scope: anyio.CancelScope | None = None
         self.remaining = math.inf  # per-trial timeout left while paused
+        self.returned = False  # the objective call has returned (set from its thread too)
         self.suspended_key: tuple[Any, ...] | None = None
 
 
@@ -109,7 +128,6 @@ class _Run:
         self,
         study: Study,
         objective: Objective,
-        tg: TaskGroup,
         *,
         max_trials: int | None,
         concurrency: int,
@@ -124,7 +142,10 @@ class _Run:
         self.name = study.name
         self.objective = objective
         self.is_async = _is_async(objective)
-        self.tg = tg
+        self.tg: TaskGroup  # the trials' task group, set when run() opens it
+        self.durable = study._durability == "durable"
+        self.dirty = anyio.Event()  # buffered durability: events wait for the flusher
+        self.fatal_error: BaseException | None = None
         self.max_trials = max_trials
         self.concurrency = concurrency
         self.max_paused = max_paused
@@ -144,6 +165,7 @@ class _Run:
         self.last_failure: str | None = None
         self.deferred: BaseException | None = None
         self.thread_limiter = anyio.CapacityLimiter(math.inf)
+        self.time_left: dict[int, float] = {}  # trial_timeout left by released trials
         self.last_seq = 0
 
     # -------------------------------------------------------------- dispatch (synchronous)
@@ -160,6 +182,8 @@ class _Run:
         """
         core = self.core
         taken: _Work | None = None
+        if self.cancelling:  # run() is being cancelled: start nothing more
+            return None
         while self.running < self.concurrency and not self.stopping:
             job = core.next_job(can_start=self.can_start(), time=_now())
             if job is None:
@@ -173,7 +197,7 @@ class _Run:
                 work = Trial(self, live, job.number, job.params, job.bracket)
             else:
                 current = self.live.get(job.number)
-                if current is not None and current.paused and not current.released:
+                if current is not None and current.paused and not (current.released or current.returned):
                     self.resume_in_place(current)
                     continue
                 # Promoted after its coroutine was released, or resumed after an interruption.
@@ -205,16 +229,19 @@ class _Run:
         a helper per turn: a suspended paused trial holds every frame of this stack.)
         """
         while work is not None:
-            trial = work if isinstance(work, Trial) else await self.reopen(work)
-            live = trial._live
-            n = trial.number
+            live = work if isinstance(work, _Live) else work._live
+            n = live.number
             error: str | None = None
             try:
+                trial = work if isinstance(work, Trial) else await self.reopen(work)
                 if self.trial_timeout is None:
                     error = await self.call(trial)
                 else:
                     with anyio.CancelScope() as scope:
-                        scope.deadline = anyio.current_time() + self.trial_timeout
+                        # The budget is running time: what earlier calls of this trial used
+                        # (before a release) is spent, and paused time is not counted.
+                        budget = self.time_left.pop(n, self.trial_timeout)
+                        scope.deadline = anyio.current_time() + budget
                         live.scope = scope
                         error = await self.call(trial)
                     # A thread cannot be cancelled: it ends at its next report past the deadline,
@@ -223,12 +250,19 @@ class _Run:
                         error = (
                             f"TimeoutError: trial {n} ran longer than trial_timeout={self.trial_timeout} s"
                         )
+                    elif live.paused:
+                        self.time_left[n] = live.remaining
             except anyio.get_cancelled_exc_class():
                 with anyio.CancelScope(shield=True):
                     self.interrupt(live)
-                    await self.flush()
+                    with contextlib.suppress(StorageError):  # already failing: keep cancelling
+                        await self.flush()
                 raise
+            except (StorageError, _ObjectiveMisuse) as exc:
+                self.fatal(exc)
+                return
             finally:
+                live.returned = True
                 if self.live.get(n) is live:
                     del self.live[n]
             self.settle(live, error)
@@ -237,11 +271,7 @@ class _Run:
     async def reopen(self, live: _Live) -> Trial:
         """A trial called again: from its last checkpoint, skipping steps already recorded."""
         n = live.number
-        try:
-            found = await self.storage.load_checkpoint(self.name, n)
-        except BaseException:
-            self.release_slot(live)
-            raise
+        found = await self.storage.load_checkpoint(self.name, n)
         frozen = self.core.frozen(n)
         ckpt_step, payload = found if found is not None else (0, None)
         return Trial(
@@ -257,6 +287,14 @@ class _Run:
 
     def append(self, event: Event) -> None:
         self.last_seq = self.storage.append(self.name, (event,))
+        if not self.durable and not self.dirty.is_set():
+            self.dirty.set()
+
+    def fatal(self, exc: BaseException) -> None:
+        """The storage failed: stop everything (trials are interrupted) and raise ``exc``."""
+        if self.fatal_error is None:
+            self.fatal_error = exc
+        self.tg.cancel_scope.cancel()
 
     # -------------------------------------------------------------- called by trials
     def record(self, live: _Live, step: int, value: float) -> Decision:
@@ -265,6 +303,8 @@ class _Run:
         ev = Reported(live.number, step, value, _now())
         decision = self.core.apply(ev)
         self.last_seq = self.storage.append(self.name, (ev,))
+        if not self.durable and not self.dirty.is_set():
+            self.dirty.set()
         if decision is Decision.CONTINUE:
             return decision
         assert decision is not None
@@ -274,20 +314,29 @@ class _Run:
                 live.remaining = live.scope.deadline - anyio.current_time()
                 live.scope.deadline = math.inf
             self.release_slot(live)
+            if not live.paused:  # the freed slot went straight back to it: promoted in place
+                return Decision.CONTINUE
         else:
             live.ended = True
+            if self.core.has_checkpoint(live.number):  # it can never resume: free the space
+                self.storage.drop_checkpoint(self.name, live.number)
             self.finished(live.number)
         return decision
 
     def save_checkpoint(self, live: _Live, payload: Any) -> None:
         if self.core.state_of(live.number).is_finished:
             return
-        ev = Checkpointed(live.number, live.provider_step, payload, _now())
+        # A callable runs now, so it captured the trial as of its latest step; a value is as of
+        # the step it was given with.
+        step = live.step if callable(live.provider) else live.provider_step
+        ev = Checkpointed(live.number, step, payload, _now())
         self.core.apply(ev)
         self.append(ev)
 
     async def flush(self) -> None:
-        if self.last_seq > self.storage.durable_seq:
+        """Durable mode: wait until every event appended so far is committed (the report path's
+        await). Buffered mode: return at once; the flusher task commits."""
+        if self.durable and self.last_seq > self.storage.durable_seq:
             await self.storage.flush(self.last_seq)
 
     def release_slot(self, live: _Live, take: bool = False) -> _Work | None:
@@ -355,13 +404,31 @@ class _Run:
             if self.is_async:
                 await self.objective(trial)  # type: ignore[arg-type,misc]
             else:
-                sync_fn: Callable[[ThreadTrial], object] = self.objective  # type: ignore[assignment]
-                await anyio.to_thread.run_sync(sync_fn, ThreadTrial(trial), limiter=self.thread_limiter)
+                await anyio.to_thread.run_sync(self.call_in_thread, trial, limiter=self.thread_limiter)
         except TrialStopped:
             pass
+        except (StorageError, _ObjectiveMisuse):
+            raise  # not the trial's fault: the run stops
         except Exception:
             return traceback.format_exc()
         return None
+
+    def call_in_thread(self, trial: Trial) -> None:
+        sync_fn: Callable[[ThreadTrial], object] = self.objective  # type: ignore[assignment]
+        try:
+            result = sync_fn(ThreadTrial(trial))
+        finally:
+            # Tell the loop at once, before this thread's task wakes up: a promotion decided in
+            # between must call the objective again, not resume a call that has returned.
+            anyio.from_thread.run_sync(setattr, trial._live, "returned", True)
+        if inspect.isawaitable(result):
+            if inspect.iscoroutine(result):
+                result.close()
+            raise _ObjectiveMisuse(
+                f"the objective returned {result!r} instead of running: it looks like a sync function "
+                "(a lambda?) wrapping an async one. Pass the async function itself, or a "
+                "functools.partial of it"
+            )
 
     def settle(self, live: _Live, error: str | None) -> None:
         """Write how an invocation ended, from the trial's state in the core."""
@@ -372,7 +439,7 @@ class _Run:
         if self.cancelling:  # a thread trial that ended because run() is being cancelled
             self.interrupt(live)
             return
-        if live.released and (self.live.get(n) is not None or state is not TrialState.PAUSED):
+        if n in self.live:
             return  # promoted again meanwhile: a newer invocation owns the trial
         if error is not None:
             self.failures += 1
@@ -414,6 +481,7 @@ class _Run:
 
     def cancel_threads(self) -> None:
         self.cancelling = True
+        self.stopping = True
         for live in list(self.live.values()):
             if live.event is not None:
                 live.event.set()
@@ -449,11 +517,18 @@ class Study:
         core: Core,
         *,
         owns_storage: bool,
+        durability: Durability = "durable",
+        lease_ttl: float = 30.0,
     ) -> None:
         self._name = name
         self._storage = storage
         self._core = core
         self._owns_storage = owns_storage
+        self._durability = durability
+        self._lease_ttl = lease_ttl
+        # Names this runner in the lease, so a second runner's error says who holds the study.
+        self._holder = f"pid {os.getpid()} on {socket.gethostname()} (runner {uuid.uuid4().hex[:8]})"
+        self._lease_renewed: float | None = None  # ask/tell: when this study last took the lease
         self._run: _Run | None = None
         self._asked: set[int] = set()
         self._closed = False
@@ -474,10 +549,15 @@ class Study:
         if self._run is not None:
             raise StateError("close() called while run() is in progress; cancel run() first")
         self._closed = True
-        if self._owns_storage:
-            await self._storage.close()
-        else:
-            await self._storage.flush()
+        try:
+            if self._lease_renewed is not None:
+                await self._storage.release_lease(self._name, self._holder)
+                self._lease_renewed = None
+        finally:
+            if self._owns_storage:
+                await self._storage.close()
+            else:
+                await self._storage.flush()
 
     def _check_usable(self) -> None:
         if self._closed:
@@ -604,41 +684,58 @@ class Study:
             if not callable(cb):
                 raise ConfigError(f"callbacks must be callable, got {cb!r}")
 
+        await self._storage.acquire_lease(self._name, self._holder, self._lease_ttl)
         try:
-            async with anyio.create_task_group() as tg:
-                run = _Run(
-                    self,
-                    objective,
-                    tg,
-                    max_trials=max_trials,
-                    concurrency=concurrency,
-                    max_paused=max_paused,
-                    trial_timeout=trial_timeout,
-                    max_failures=max_failures,
-                    callbacks=cbs,
-                )
-                self._run = run
-                try:
-                    run.fill()
-                    with anyio.move_on_after(math.inf if timeout is None else timeout):
-                        await run.idle.wait()
-                    if not run.idle.is_set():  # timeout: drain running trials gracefully
-                        run.stop()
-                        await run.idle.wait()
-                except anyio.get_cancelled_exc_class():
-                    run.cancel_threads()
-                    raise
-                run.end()
-            # Every task has settled. Paused trials that no run will promote now are STOPPED.
-            for n in self._core.waiting_trials():
-                run.end_trial(n, TrialState.STOPPED, None)
-            await run.flush()
+            await self._recover()
+        except BaseException:
+            with anyio.CancelScope(shield=True), contextlib.suppress(StorageError):
+                await self._storage.release_lease(self._name, self._holder)
+            raise
+        run = _Run(
+            self,
+            objective,
+            max_trials=max_trials,
+            concurrency=concurrency,
+            max_paused=max_paused,
+            trial_timeout=trial_timeout,
+            max_failures=max_failures,
+            callbacks=cbs,
+        )
+        self._run = run
+        try:
+            async with anyio.create_task_group() as services:
+                services.start_soon(self._heartbeat, run)
+                if not run.durable:
+                    services.start_soon(self._flusher, run)
+                async with anyio.create_task_group() as tg:
+                    run.tg = tg
+                    try:
+                        run.fill()
+                        with anyio.move_on_after(math.inf if timeout is None else timeout):
+                            await run.idle.wait()
+                        if not run.idle.is_set():  # timeout: drain running trials gracefully
+                            run.stop()
+                            await run.idle.wait()
+                    except anyio.get_cancelled_exc_class():
+                        run.cancel_threads()
+                        raise
+                    run.end()
+                services.cancel_scope.cancel()
+            if run.fatal_error is None:
+                # Every task has settled. Paused trials no run will promote now are STOPPED.
+                for n in self._core.waiting_trials():
+                    run.end_trial(n, TrialState.STOPPED, None)
+                await self._storage.flush()
         except anyio.get_cancelled_exc_class():
-            with anyio.CancelScope(shield=True):
+            with anyio.CancelScope(shield=True), contextlib.suppress(StorageError):
                 await self._storage.flush()
             raise
         finally:
             self._run = None
+            with anyio.CancelScope(shield=True), contextlib.suppress(StorageError):
+                await self._storage.release_lease(self._name, self._holder)
+        if run.fatal_error is not None:
+            raise run.fatal_error
         if run.deferred is not None:
             raise run.deferred
         if run.max_failures is not None and run.failures >= run.max_failures:
@@ -646,6 +743,27 @@ class Study:
                 f"max_failures={run.max_failures} reached: {run.failures} trials failed in this "
                 f"run (the running ones finished first); the last one:\n{run.last_failure}"
             )
+
+    async def _heartbeat(self, run: _Run) -> None:
+        """Renew the study's lease while the run lasts, so no other runner takes it over."""
+        while True:
+            await anyio.sleep(self._lease_ttl / 3)
+            try:
+                await self._storage.renew_lease(self._name, self._holder, self._lease_ttl)
+            except StorageError as exc:
+                run.fatal(exc)
+                return
+
+    async def _flusher(self, run: _Run) -> None:
+        """Buffered durability: commit what reports queued, one group commit after another."""
+        while True:
+            await run.dirty.wait()
+            run.dirty = anyio.Event()
+            try:
+                await self._storage.flush()
+            except StorageError as exc:
+                run.fatal(exc)
+                return
 
     # ------------------------------------------------------------------ ask / tell
     async def ask(self) -> AskedJob:
@@ -657,6 +775,7 @@ class Study:
         self._check_usable()
         if self._run is not None:
             raise StateError("ask() cannot be used while run() is in progress")
+        await self._hold_lease()
         core = self._core
         job = core.next_job(can_start=True, time=_now())
         assert job is not None  # a new trial can always be started
@@ -669,7 +788,7 @@ class Study:
                 step, checkpoint = found
         frozen = core.frozen(job.number)
         self._asked.add(job.number)
-        await self._storage.flush()
+        await self._flush_if_durable()
         return AskedJob(
             number=job.number,
             params=frozen.params,
@@ -690,6 +809,7 @@ class Study:
         self._check_usable()
         if job.number not in self._asked:
             raise StateError(f"trial {job.number} is not an open job of this study")
+        await self._hold_lease()
         core = self._core
         ev = Reported(job.number, job.target if step is None else step, value, _now())
         decision = core.apply(ev)
@@ -702,9 +822,10 @@ class Study:
             events.append(ck)
         if decision is not Decision.CONTINUE:
             self._asked.discard(job.number)
-        seq = self._storage.append(self._name, events)
-        if seq > self._storage.durable_seq:
-            await self._storage.flush(seq)
+        self._storage.append(self._name, events)
+        if decision in (Decision.STOP, Decision.COMPLETE) and core.has_checkpoint(job.number):
+            self._storage.drop_checkpoint(self._name, job.number)
+        await self._flush_if_durable()
         return decision
 
     async def fail(self, job: AskedJob, error: BaseException | str) -> None:
@@ -717,7 +838,34 @@ class Study:
         self._core.apply(ev)
         self._asked.discard(job.number)
         self._storage.append(self._name, (ev,))
-        await self._storage.flush()
+        await self._flush_if_durable()
+
+    async def _hold_lease(self) -> None:
+        """ask/tell: take the study's lease, and renew it once a third of its time has passed."""
+        now = time.monotonic()
+        if self._lease_renewed is None or now - self._lease_renewed > self._lease_ttl / 3:
+            await self._storage.acquire_lease(self._name, self._holder, self._lease_ttl)
+            if self._lease_renewed is None:
+                await self._recover()
+            self._lease_renewed = now
+
+    async def _recover(self) -> None:
+        """With the lease just taken: rebuild the state from the log (another runner may have
+        written since this study was opened); trials still RUNNING there belong to a runner that
+        died, so they become INTERRUPTED, and resume first."""
+        core = self._core
+        fresh = Core(core.space, core.scheduler, core.sampler, core.direction)
+        fresh.replay(await self._storage.read_events(self._name))
+        self._core = fresh
+        lost = [TrialInterrupted(n, _now()) for n in self._core.numbers_in(TrialState.RUNNING)]
+        if lost:
+            self._core.replay(lost)
+            self._storage.append(self._name, lost)
+            await self._storage.flush()
+
+    async def _flush_if_durable(self) -> None:
+        if self._durability == "durable":
+            await self._storage.flush()
 
 
 # ---------------------------------------------------------------------- construction
@@ -729,7 +877,12 @@ def _parse_storage(storage: Storage | str | None) -> tuple[Storage, bool]:
     if isinstance(storage, str):
         if storage in ("memory", "memory://", ":memory:"):
             return MemoryStorage(), True
-        raise ConfigError(f"unsupported storage {storage!r}; pass a Storage object, None or 'memory://'")
+        if storage.startswith("sqlite://"):
+            return parse_sqlite_url(storage), True
+        raise ConfigError(
+            f"unsupported storage {storage!r}; pass a Storage object, None, 'memory://' or "
+            "'sqlite:///path/to/file.db'"
+        )
     raise ConfigError(f"storage must be a Storage, a URL string or None, got {storage!r}")
 
 
@@ -760,7 +913,9 @@ async def _open(storage: Storage, owns: bool) -> None:
         raise
 
 
-async def _build(name: str, storage: Storage, owns: bool, config: Mapping[str, Any]) -> Study:
+async def _build(
+    name: str, storage: Storage, owns: bool, config: Mapping[str, Any], options: _Options
+) -> Study:
     core = Core(
         SearchSpace.from_dict(config["space"]),
         ASHA.from_dict(config["scheduler"]),
@@ -768,13 +923,17 @@ async def _build(name: str, storage: Storage, owns: bool, config: Mapping[str, A
         Direction(config["direction"]),
     )
     core.replay(await storage.read_events(name))
-    # A trial that was running when its process died is interrupted: it resumes first.
-    lost = [TrialInterrupted(n, _now()) for n in core.numbers_in(TrialState.RUNNING)]
-    if lost:
-        core.replay(lost)
-        storage.append(name, lost)
-        await storage.flush()
-    return Study(name, storage, core, owns_storage=owns)
+    return Study(name, storage, core, owns_storage=owns, durability=options[0], lease_ttl=options[1])
+
+
+_Options: TypeAlias = tuple[Durability, float]
+
+
+def _options(durability: object, lease_ttl: object) -> _Options:
+    if durability not in ("durable", "buffered"):
+        raise ConfigError(f"durability must be 'durable' or 'buffered', got {durability!r}")
+    _check_limit("lease_ttl", lease_ttl, allow_none=False, minimum=0.001)
+    return durability, float(lease_ttl)  # type: ignore[arg-type]
 
 
 async def create_study(
@@ -786,14 +945,23 @@ async def create_study(
     storage: Storage | str | None = None,
     name: str | None = None,
     load_if_exists: bool = False,
+    durability: Durability = "durable",
+    lease_ttl: float = 30.0,
 ) -> Study:
     """Create a study (or, with ``load_if_exists=True``, continue the stored one of that name).
 
     ``space`` maps parameter names to :class:`Float`, :class:`Int`, :class:`Categorical` or plain
     constants. ``scheduler`` defaults to ``ASHA()``, ``sampler`` to ``RandomSampler()`` (a random
-    seed, recorded), ``storage`` to a new :class:`MemoryStorage`. Loading checks that the given
-    space, scheduler, direction and sampler match the stored ones.
+    seed, recorded), ``storage`` to a new :class:`MemoryStorage`; ``"sqlite:///path.db"`` selects
+    a SQLite file. Loading checks that the given space, scheduler, direction and sampler match the
+    stored ones.
+
+    ``durability="durable"`` (default): ``trial.report()`` returns once its event is committed.
+    ``"buffered"``: it returns at once and a background task commits (a crash may lose the last
+    moments of reports, never a consistent state). ``lease_ttl``: seconds after which the study's
+    lease, renewed by a running ``run()``, is considered abandoned by a dead runner.
     """
+    options = _options(durability, lease_ttl)
     space_ = SearchSpace(space)
     dir_ = _direction(direction)
     if scheduler is None:
@@ -824,10 +992,10 @@ async def create_study(
                             f"study {name!r} exists with a different {key}: stored {stored[key]!r}, "
                             f"given {wanted[key]!r}"
                         )
-                return await _build(name, store, owns, stored)
+                return await _build(name, store, owns, stored, options)
         config = _config(space_, scheduler, sampler if sampler is not None else RandomSampler(), dir_)
         await store.create_study(name, config)
-        return await _build(name, store, owns, config)
+        return await _build(name, store, owns, config, options)
     except BaseException:
         if owns:
             with anyio.CancelScope(shield=True):
@@ -835,13 +1003,20 @@ async def create_study(
         raise
 
 
-async def load_study(*, name: str, storage: Storage | str) -> Study:
+async def load_study(
+    *,
+    name: str,
+    storage: Storage | str,
+    durability: Durability = "durable",
+    lease_ttl: float = 30.0,
+) -> Study:
     """Open the stored study ``name``; its state is rebuilt by replaying its events."""
+    options = _options(durability, lease_ttl)
     store, owns = _parse_storage(storage)
     await _open(store, owns)
     try:
         info = await store.get_study(name)
-        return await _build(name, store, owns, info.config)
+        return await _build(name, store, owns, info.config, options)
     except BaseException:
         if owns:
             with anyio.CancelScope(shield=True):

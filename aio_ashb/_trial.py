@@ -81,7 +81,7 @@ class Trial:
         if payload_needed:
             provider = live.provider
             run.save_checkpoint(live, provider() if callable(provider) else provider)
-        if run.last_seq > run.storage.durable_seq:  # skip the await when already durable
+        if run.durable and run.last_seq > run.storage.durable_seq:  # skip the await if durable
             await run.flush()
         return decision
 
@@ -97,6 +97,7 @@ class Trial:
                 )
         self._step = s
         live = self._live
+        live.step = s
         if checkpoint is not None:
             live.provider = checkpoint
             live.provider_step = s

@@ -253,9 +253,10 @@ class Core:
         if state is not _RUNNING:
             raise StateError(f"trial {n} is {state.value}; only a running trial reports")
         step = ev.step
+        if type(step) is not int or step < 1:
+            step = check_step(step)  # numpy integers are fine; anything else raises
         last = self._step[n]
-        if type(step) is not int or step <= last:
-            check_step(step)
+        if step <= last:
             raise ReportError(f"trial {n} reported step {step!r} after step {last}; steps must increase")
         value = ev.value if type(ev.value) is float else check_value(ev.value)
         self._step[n] = step
@@ -379,6 +380,9 @@ class Core:
             granted, next_ms = self._granted[number], self._next_ms[number]
             return ms[granted] if granted >= next_ms else ms[min(next_ms, len(ms) - 1)]
         return ms[-1]
+
+    def has_checkpoint(self, number: int) -> bool:
+        return number in self._checkpoint_step
 
     def waiting_position(self, number: int) -> tuple[int, Key]:
         """(milestone, rank key) of a paused trial in the rung it waits in; lower key is better."""

@@ -46,9 +46,15 @@ class Storage(abc.ABC):
       back with ``payload=None``: payloads are fetched with ``load_checkpoint``. Reads never see
       a partly written batch.
     * **Checkpoints.** ``load_checkpoint(name, number)`` returns ``(step, payload)`` of the
-      latest :class:`Checkpointed` event of that trial, or ``None``. A backend may drop a
-      trial's checkpoint once a :class:`TrialEnded` event (or a report that completes or stops
-      it) says the trial can never resume.
+      latest :class:`Checkpointed` event of that trial, or ``None``. A :class:`TrialEnded` event
+      or ``drop_checkpoint(name, number)`` (synchronous, ordered with ``append``) deletes it: the
+      trial can never resume. Payloads may be pickled by a backend; ``read_events`` and every
+      other read never unpickle anything.
+    * **Leases.** One runner per study: ``await acquire_lease(name, holder, ttl)`` succeeds if no
+      other holder has a lease that has not expired (wall clock), and raises
+      :class:`~aio_ashb.StudyLockedError` naming the holder otherwise. ``renew_lease`` extends
+      it (and raises the same error if another holder took it over after it expired);
+      ``release_lease`` gives it up (a no-op if not held).
     * **Learning curves.** ``read_values(name, number)`` returns ``{step: value}`` of every
       report of the trial.
     * **Errors.** Driver errors are raised as :class:`~aio_ashb.StorageError` subclasses.
@@ -90,6 +96,9 @@ class Storage(abc.ABC):
     async def flush(self, seq: int | None = None) -> None: ...
 
     @abc.abstractmethod
+    def drop_checkpoint(self, name: str, number: int) -> int: ...
+
+    @abc.abstractmethod
     async def read_events(self, name: str) -> list[Event]: ...
 
     @abc.abstractmethod
@@ -97,3 +106,19 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     async def load_checkpoint(self, name: str, number: int) -> tuple[int, Any] | None: ...
+
+    @abc.abstractmethod
+    async def acquire_lease(self, name: str, holder: str, ttl: float) -> None: ...
+
+    @abc.abstractmethod
+    async def renew_lease(self, name: str, holder: str, ttl: float) -> None: ...
+
+    @abc.abstractmethod
+    async def release_lease(self, name: str, holder: str) -> None: ...
+
+
+def lease_message(name: str, holder: str, expires: float, now: float) -> str:
+    return (
+        f"study {name!r} is being run by {holder}; its lease expires in {max(0.0, expires - now):.1f} s "
+        f"unless renewed. Stop that runner, or wait for the lease to expire if it died."
+    )

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aio_ashb._core import Checkpointed, Event, Reported, TrialEnded
-from aio_ashb._exceptions import DuplicateStudyError, StateError, StudyNotFoundError
-from aio_ashb.storage._base import Storage, StudyInfo
+from aio_ashb._exceptions import DuplicateStudyError, StateError, StudyLockedError, StudyNotFoundError
+from aio_ashb.storage._base import Storage, StudyInfo, lease_message
 
 
 @dataclass(slots=True)
@@ -20,6 +20,7 @@ class _StudyLog:
     events: list[Event | tuple[int, int, float, float]] = field(default_factory=list)
     values: dict[int, dict[int, float]] = field(default_factory=dict)
     checkpoints: dict[int, tuple[int, Any]] = field(default_factory=dict)
+    lease: tuple[str, float] | None = None  # (holder, expires)
 
 
 class MemoryStorage(Storage):
@@ -96,6 +97,25 @@ class MemoryStorage(Storage):
 
     async def flush(self, seq: int | None = None) -> None:
         self._check_open()
+
+    def drop_checkpoint(self, name: str, number: int) -> int:
+        self._log(name).checkpoints.pop(number, None)
+        return self._seq
+
+    async def acquire_lease(self, name: str, holder: str, ttl: float) -> None:
+        log = self._log(name)
+        now = time.time()
+        if log.lease is not None and log.lease[0] != holder and log.lease[1] > now:
+            raise StudyLockedError(lease_message(name, log.lease[0], log.lease[1], now))
+        log.lease = (holder, now + ttl)
+
+    async def renew_lease(self, name: str, holder: str, ttl: float) -> None:
+        await self.acquire_lease(name, holder, ttl)
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        log = self._log(name)
+        if log.lease is not None and log.lease[0] == holder:
+            log.lease = None
 
     async def read_events(self, name: str) -> list[Event]:
         return [Reported(*ev) if type(ev) is tuple else ev for ev in self._log(name).events]  # type: ignore[misc]

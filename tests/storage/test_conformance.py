@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -18,13 +19,16 @@ from aio_ashb._core import (
     TrialState,
 )
 
-BACKENDS: dict[str, Callable[[], aa.Storage]] = {"memory": aa.MemoryStorage}
+BACKENDS: dict[str, Callable[[Path], aa.Storage]] = {
+    "memory": lambda _tmp: aa.MemoryStorage(),
+    "sqlite": lambda tmp: aa.SQLiteStorage(tmp / "conformance.db"),
+}
 CONFIG = {"format": 1, "space": {"x": {"type": "float", "low": 0.0, "high": 1.0, "log": False}}}
 
 
 @pytest_asyncio.fixture(params=sorted(BACKENDS))
-async def storage(request: pytest.FixtureRequest) -> AsyncIterator[aa.Storage]:
-    store = BACKENDS[request.param]()
+async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[aa.Storage]:
+    store = BACKENDS[request.param](tmp_path)
     async with store:
         yield store
 
@@ -101,12 +105,46 @@ async def test_a_finished_trial_may_drop_its_checkpoint(storage: aa.Storage) -> 
 
 
 @pytest.mark.asyncio
-async def test_a_closed_storage_refuses_work() -> None:
+async def test_a_closed_storage_refuses_work(tmp_path: Path) -> None:
     for make in BACKENDS.values():
-        store = make()
+        store = make(tmp_path)
         await store.open()
         await store.close()
         with pytest.raises(aa.StateError, match="closed"):
             await store.list_studies()
         with pytest.raises(aa.StateError, match="closed"):
             store.append("s", [])
+
+
+@pytest.mark.asyncio
+async def test_drop_checkpoint_is_ordered_with_appends(storage: aa.Storage) -> None:
+    await storage.create_study("s", CONFIG)
+    storage.append("s", _events())
+    storage.drop_checkpoint("s", 0)
+    storage.append("s", [Checkpointed(0, 9, "again")])
+    await storage.flush()
+    assert await storage.load_checkpoint("s", 0) == (9, "again")
+    storage.drop_checkpoint("s", 0)
+    await storage.flush()
+    assert await storage.load_checkpoint("s", 0) is None
+
+
+@pytest.mark.asyncio
+async def test_leases_admit_one_holder_until_they_expire(storage: aa.Storage) -> None:
+    await storage.create_study("s", CONFIG)
+    await storage.acquire_lease("s", "runner A", ttl=30)
+    await storage.acquire_lease("s", "runner A", ttl=30)  # re-entrant for its holder
+    await storage.renew_lease("s", "runner A", ttl=30)
+    with pytest.raises(aa.StudyLockedError, match="being run by runner A"):
+        await storage.acquire_lease("s", "runner B", ttl=30)
+    await storage.release_lease("s", "runner B")  # not the holder: nothing happens
+    with pytest.raises(aa.StudyLockedError):
+        await storage.acquire_lease("s", "runner B", ttl=30)
+    await storage.release_lease("s", "runner A")
+    await storage.acquire_lease("s", "runner B", ttl=0.001)
+    import anyio
+
+    await anyio.sleep(0.01)  # B's lease expired: A takes over, and B has lost it
+    await storage.acquire_lease("s", "runner A", ttl=30)
+    with pytest.raises(aa.StudyLockedError, match="runner A"):
+        await storage.renew_lease("s", "runner B", ttl=30)
