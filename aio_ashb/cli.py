@@ -23,7 +23,7 @@ def _curve(params: dict[str, Any], step: int) -> float:
     return float(f + g / math.sqrt(step))
 
 
-async def _demo(trials: int, concurrency: int, seed: int, step_time: float) -> int:
+async def _demo(trials: int, concurrency: int, seed: int, step_time: float, db: str) -> int:
     """A synthetic tuning job: each step "trains" for ``step_time`` seconds, like a remote call."""
     space = {
         "lr": aa.Float(1e-4, 1.0, log=True),
@@ -35,6 +35,8 @@ async def _demo(trials: int, concurrency: int, seed: int, step_time: float) -> i
         scheduler=aa.ASHA(min_resource=1, max_resource=27, reduction_factor=3),
         sampler=aa.RandomSampler(seed),
         name="demo",
+        storage=f"sqlite:///{db}",
+        load_if_exists=True,  # re-running the demo resumes it
     )
 
     async def objective(trial: aa.Trial) -> None:
@@ -63,7 +65,11 @@ async def _demo(trials: int, concurrency: int, seed: int, step_time: float) -> i
             print(progress_line(), flush=True)
 
     async with study:
-        print(f"aio_ashb demo: {trials} trials, concurrency {concurrency}, ASHA rungs 1-3-9-27")
+        done = len(study.trials)
+        print(
+            f"aio_ashb demo: {trials} trials, concurrency {concurrency}, ASHA rungs 1-3-9-27, "
+            f"state in {db}" + (f" (resuming: {done} trials already there)" if done else "")
+        )
         async with anyio.create_task_group() as tg:
             tg.start_soon(report_progress)
             await study.run(objective, max_trials=trials, concurrency=concurrency)
@@ -115,6 +121,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--concurrency", type=_positive_int, default=16, help="trials at once (default 16)")
     demo.add_argument("--seed", type=int, default=1, help="sampler seed (default 1)")
     demo.add_argument(
+        "--db", default="aio_ashb_demo.db", help="SQLite file for the study (default ./aio_ashb_demo.db)"
+    )
+    demo.add_argument(
         "--step-time",
         type=_non_negative_float,
         default=0.02,
@@ -123,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "demo":
-            return asyncio.run(_demo(args.trials, args.concurrency, args.seed, args.step_time))
+            return asyncio.run(_demo(args.trials, args.concurrency, args.seed, args.step_time, args.db))
     except aa.AioAshbError as exc:
         print(f"aio-ashb: error: {exc}", file=sys.stderr)
         return 2

@@ -27,7 +27,7 @@ async def objective(trial: aio_ashb.Trial) -> None:
         await trial.report(loss)
 
 
-async def main(trials: int) -> None:
+async def main(trials: int, db: str) -> None:
     study = await aio_ashb.create_study(
         space={
             "lr": aio_ashb.Float(1e-5, 1e-1, log=True),
@@ -37,6 +37,9 @@ async def main(trials: int) -> None:
         direction="minimize",
         scheduler=aio_ashb.ASHA(min_resource=1, max_resource=27, reduction_factor=3),
         sampler=aio_ashb.RandomSampler(seed=0),
+        storage=f"sqlite:///{db}",
+        name="quickstart",
+        load_if_exists=True,  # run it again with more --trials and it continues
     )
     async with study:
         await study.run(objective, max_trials=trials, concurrency=16)
@@ -49,4 +52,6 @@ async def main(trials: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--trials", type=int, default=200)
-    asyncio.run(main(parser.parse_args().trials))
+    parser.add_argument("--db", default="runs.db", help="SQLite file (default ./runs.db)")
+    args = parser.parse_args()
+    asyncio.run(main(args.trials, args.db))
