@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench
 
 import aio_ashb as aa
 from aio_ashb._core import Core, Decision, Reported, TrialCreated
-from bench._workload import ETA, MAX_R, MIN_R, SPACE, curve_terms, machine
+from bench._workload import ETA, MAX_R, MIN_R, SPACE, curve_terms, machine, optuna_run
 
 Mode = Literal["promotion", "stopping"]
 MODES: tuple[Mode, ...] = ("promotion", "stopping")
@@ -107,38 +107,6 @@ async def e2e_long_trial(steps: int) -> tuple[int, float]:
     return steps, time.perf_counter() - t0
 
 
-def e2e_optuna(n_trials: int) -> tuple[int, float] | None:
-    try:
-        import optuna
-    except ImportError:
-        return None
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    reports = 0
-
-    def objective(trial: Any) -> float:
-        nonlocal reports
-        params = {
-            "lr": trial.suggest_float("lr", 1e-4, 1.0, log=True),
-            "x": trial.suggest_float("x", 0.0, 1.0),
-            "c": trial.suggest_categorical("c", ["a", "b", "c", "d"]),
-        }
-        f, g = curve_terms(params)
-        loss = math.inf
-        for step in range(1, MAX_R + 1):
-            loss = f + g / math.sqrt(step)
-            trial.report(loss, step)
-            reports += 1
-            if trial.should_prune():
-                raise optuna.TrialPruned()
-        return loss
-
-    pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=MIN_R, reduction_factor=ETA)
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0), pruner=pruner)
-    t0 = time.perf_counter()
-    study.optimize(objective, n_trials=n_trials)
-    return reports, time.perf_counter() - t0
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -183,7 +151,7 @@ def main() -> None:
     long = [asyncio.run(e2e_long_trial(200_000)) for _ in range(args.repeats)]
     long_rate = statistics.median(r / s for r, s in long)
     print(f"| aio_ashb study.run, one trial reporting 200,000 steps | 1 | 200,000 | {long_rate:,.0f} |")
-    opt = e2e_optuna(args.optuna_trials)
+    opt = optuna_run(args.optuna_trials)
     if opt is None:
         print(
             "| Optuna optimize + SuccessiveHalvingPruner, in-memory | — | — | not installed "

@@ -22,12 +22,11 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/storage.py` works
 
 import aio_ashb as aa
-from bench._workload import ETA, MAX_R, MIN_R, SPACE, curve_terms, machine
+from bench._workload import ETA, MAX_R, MIN_R, SPACE, curve_terms, machine, optuna_run
 
 StorageFactory = Callable[[Path], aa.Storage | str]
 
@@ -57,40 +56,6 @@ async def aio_run(make_storage: StorageFactory, durability: str, trials: int, co
         return reports / elapsed
 
 
-def optuna_run(storage: str | None, trials: int) -> float | None:
-    try:
-        import optuna
-    except ImportError:
-        return None
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    reports = 0
-
-    def objective(trial: Any) -> float:
-        nonlocal reports
-        params = {
-            "lr": trial.suggest_float("lr", 1e-4, 1.0, log=True),
-            "x": trial.suggest_float("x", 0.0, 1.0),
-            "c": trial.suggest_categorical("c", ["a", "b", "c", "d"]),
-        }
-        f, g = curve_terms(params)
-        loss = math.inf
-        for step in range(1, MAX_R + 1):
-            loss = f + g / math.sqrt(step)
-            trial.report(loss, step)
-            reports += 1
-            if trial.should_prune():
-                raise optuna.TrialPruned()
-        return loss
-
-    with tempfile.TemporaryDirectory() as tmp:
-        url = None if storage is None else f"sqlite:///{tmp}/optuna.db"
-        pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=MIN_R, reduction_factor=ETA)
-        study = optuna.create_study(storage=url, sampler=optuna.samplers.RandomSampler(seed=0), pruner=pruner)
-        t0 = time.perf_counter()
-        study.optimize(objective, n_trials=trials)
-        return reports / (time.perf_counter() - t0)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -102,8 +67,11 @@ def main() -> None:
     print(f"# {machine()}, SQLite {__import__('sqlite3').sqlite_version}\n")
     print("| storage | concurrency | results/s (median) | vs Optuna SQLite |")
     print("| --- | --- | --- | --- |")
-    optuna_sqlite = optuna_run("sqlite", args.optuna_trials)
-    optuna_memory = optuna_run(None, args.optuna_trials)
+    with tempfile.TemporaryDirectory() as tmp:
+        on_sqlite = optuna_run(args.optuna_trials, f"sqlite:///{tmp}/optuna.db")
+    in_memory = optuna_run(args.optuna_trials)
+    optuna_sqlite = on_sqlite[0] / on_sqlite[1] if on_sqlite else None
+    optuna_memory = in_memory[0] / in_memory[1] if in_memory else None
     kinds: list[tuple[str, StorageFactory, str]] = [
         ("aio_ashb MemoryStorage", lambda _tmp: aa.MemoryStorage(), "durable"),
         ("aio_ashb SQLite, durable", lambda tmp: f"sqlite:///{tmp / 'bench.db'}", "durable"),

@@ -19,6 +19,7 @@ Checkpoints are pickled (in the connection's thread, not on the event loop) into
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -26,7 +27,7 @@ import os
 import pickle
 import sqlite3
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -116,6 +117,12 @@ _UPSERT_CHECKPOINT = (
     "ON CONFLICT (study_id, number) DO UPDATE SET step = excluded.step, payload = excluded.payload"
 )
 _DELETE_CHECKPOINT = "DELETE FROM checkpoints WHERE study_id = ? AND number = ?"
+_SELECT_LEASE = "SELECT holder, expires FROM leases WHERE study_id = ?"
+_UPSERT_LEASE = (
+    "INSERT INTO leases (study_id, holder, expires) VALUES (?,?,?) "
+    "ON CONFLICT (study_id) DO UPDATE SET holder = excluded.holder, expires = excluded.expires"
+)
+_LAST_SEQ = "SELECT max(seq) FROM events WHERE study_id = ?"
 
 
 class _Pickled:
@@ -315,20 +322,31 @@ class SQLiteStorage(Storage):
         for sid, top in await self._all("SELECT study_id, max(seq) FROM events GROUP BY study_id"):
             self._next_seq[sid] = top + 1
 
-    async def _migrate(self, version: int) -> None:
-        conn = self._db()
-        await conn.execute("BEGIN IMMEDIATE")
+    @contextlib.asynccontextmanager
+    async def _immediate(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction: BEGIN IMMEDIATE (other processes' writers wait, so there are
+        no two winners), COMMIT, or ROLLBACK on any error; sqlite3 errors are classified.
+        Callers hold the write lock and shield the transaction from cancellation."""
+        conn = self._writable()
         try:
-            for v in range(version, SCHEMA_VERSION):
-                for statement in _MIGRATIONS[v]:
-                    await conn.execute(statement)
-            await conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
-            await conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            await conn.execute("COMMIT")
-        except BaseException:
-            with anyio.CancelScope(shield=True):
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                await conn.execute("COMMIT")
+            except BaseException:
                 await conn.execute("ROLLBACK")
-            raise
+                raise
+        except sqlite3.Error as exc:
+            raise _classify(exc, str(self.path)) from None
+
+    async def _migrate(self, version: int) -> None:
+        with anyio.CancelScope(shield=True):
+            async with self._immediate() as conn:
+                for v in range(version, SCHEMA_VERSION):
+                    for statement in _MIGRATIONS[v]:
+                        await conn.execute(statement)
+                await conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+                await conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     async def close(self) -> None:
         if self._closed:
@@ -373,22 +391,14 @@ class SQLiteStorage(Storage):
 
     async def _transaction(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
         """Run write statements in one transaction, after the queued events (order kept)."""
-        conn = self._writable()
+        self._writable()
         assert self._write_lock is not None
         await self.flush()
         async with self._write_lock:
             with anyio.CancelScope(shield=True):
-                try:
-                    await conn.execute("BEGIN IMMEDIATE")
-                    try:
-                        for sql, params in statements:
-                            await conn.execute(sql, params)
-                        await conn.execute("COMMIT")
-                    except BaseException:
-                        await conn.execute("ROLLBACK")
-                        raise
-                except sqlite3.Error as exc:
-                    raise _classify(exc, str(self.path)) from None
+                async with self._immediate() as conn:
+                    for sql, params in statements:
+                        await conn.execute(sql, params)
 
     # ------------------------------------------------------------------ studies
     def _id(self, name: str) -> int:
@@ -523,16 +533,11 @@ class SQLiteStorage(Storage):
                 else:
                     groups.append((kind, [row]))
             sql = {"e": _INSERT_EVENT, "c": _UPSERT_CHECKPOINT, "d": _DELETE_CHECKPOINT}
-            await conn.execute("BEGIN IMMEDIATE")
-            try:
-                for kind, rows in groups:
-                    await conn.executemany(sql[kind], rows)
-                await conn.execute("COMMIT")
-            except BaseException:
-                await conn.execute("ROLLBACK")
-                raise
         except sqlite3.Error as exc:
             raise _classify(exc, str(self.path)) from None
+        async with self._immediate() as tx:
+            for kind, rows in groups:
+                await tx.executemany(sql[kind], rows)
 
     async def read_events(self, name: str) -> list[Event]:
         sid = self._id(name)
@@ -571,44 +576,31 @@ class SQLiteStorage(Storage):
         await self._lease(name, holder, ttl, take=False)
 
     async def _lease(self, name: str, holder: str, ttl: float, *, take: bool) -> None:
-        conn = self._writable()
+        self._writable()
         sid = self._id(name)
         assert self._write_lock is not None
         if take:
             await self.flush()
         async with self._write_lock:
             with anyio.CancelScope(shield=True):
-                try:
-                    await conn.execute("BEGIN IMMEDIATE")  # other processes wait: no two winners
-                    try:
-                        now = time.time()
-                        rows = await conn.execute_fetchall(
-                            "SELECT holder, expires FROM leases WHERE study_id = ?", (sid,)
+                async with self._immediate() as tx:
+                    now = time.time()
+                    rows = await tx.execute_fetchall(
+                        "SELECT holder, expires FROM leases WHERE study_id = ?", (sid,)
+                    )
+                    row = next(iter(rows), None)
+                    if row is not None and row[0] != holder and row[1] > now:
+                        raise StudyLockedError(lease_message(name, row[0], row[1], now))
+                    if row is not None and row[0] != holder and not take:
+                        raise StudyLockedError(
+                            f"study {name!r}: this runner's lease expired and {row[0]} took it over"
                         )
-                        row = next(iter(rows), None)
-                        if row is not None and row[0] != holder and row[1] > now:
-                            raise StudyLockedError(lease_message(name, row[0], row[1], now))
-                        if row is not None and row[0] != holder and not take:
-                            raise StudyLockedError(
-                                f"study {name!r}: this runner's lease expired and {row[0]} took it over"
-                            )
-                        await conn.execute(
-                            "INSERT INTO leases (study_id, holder, expires) VALUES (?,?,?) "
-                            "ON CONFLICT (study_id) DO UPDATE SET holder = excluded.holder, "
-                            "expires = excluded.expires",
-                            (sid, holder, now + ttl),
+                    await tx.execute(_UPSERT_LEASE, (sid, holder, now + ttl))
+                    if take:  # another process may have appended since this one opened
+                        top = await tx.execute_fetchall(
+                            "SELECT max(seq) FROM events WHERE study_id = ?", (sid,)
                         )
-                        if take:  # another process may have appended since this one opened
-                            top = await conn.execute_fetchall(
-                                "SELECT max(seq) FROM events WHERE study_id = ?", (sid,)
-                            )
-                            self._next_seq[sid] = (next(iter(top))[0] or 0) + 1
-                        await conn.execute("COMMIT")
-                    except BaseException:
-                        await conn.execute("ROLLBACK")
-                        raise
-                except sqlite3.Error as exc:
-                    raise _classify(exc, str(self.path)) from None
+                        self._next_seq[sid] = (next(iter(top))[0] or 0) + 1
 
     async def release_lease(self, name: str, holder: str) -> None:
         sid = self._id(name)
