@@ -14,6 +14,7 @@ import contextlib
 import inspect
 import math
 import os
+import pickle
 import socket
 import time
 import traceback
@@ -49,13 +50,15 @@ from aio_ashb._core import (
 )
 from aio_ashb._exceptions import (
     ConfigError,
+    ReportError,
     StateError,
     StorageError,
+    StudyLockedError,
     TooManyFailuresError,
     TrialStopped,
 )
 from aio_ashb._trial import ThreadTrial, Trial
-from aio_ashb.storage import MemoryStorage, Storage
+from aio_ashb.storage import MemoryStorage, Pickled, Storage
 from aio_ashb.storage._sqlite import parse_sqlite_url
 
 Objective: TypeAlias = Callable[[Trial], Awaitable[None]] | Callable[[ThreadTrial], None]
@@ -287,6 +290,10 @@ class _Run:
 
     def append(self, event: Event) -> None:
         self.last_seq = self.storage.append(self.name, (event,))
+        self.mark_dirty()
+
+    def mark_dirty(self) -> None:
+        """Buffered durability: wake the flusher (it commits whatever is queued)."""
         if not self.durable and not self.dirty.is_set():
             self.dirty.set()
 
@@ -322,6 +329,16 @@ class _Run:
                 self.storage.drop_checkpoint(self.name, live.number)
             self.finished(live.number)
         return decision
+
+    def prepare_checkpoint(self, number: int, payload: Any) -> Any:
+        """What to append for a checkpoint: pickled here (call it off the event loop) when the
+        storage pickles, so a checkpoint that cannot be pickled fails its trial right away."""
+        if not self.storage.pickles_checkpoints or isinstance(payload, Pickled):
+            return payload
+        try:
+            return Pickled(pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
+        except Exception as exc:
+            raise ReportError(f"the checkpoint of trial {number} cannot be pickled: {exc!r}") from exc
 
     def save_checkpoint(self, live: _Live, payload: Any) -> None:
         if self.core.state_of(live.number).is_finished:
@@ -464,7 +481,8 @@ class _Run:
         if live.provider is not None:
             try:
                 provider = live.provider
-                self.save_checkpoint(live, provider() if callable(provider) else provider)
+                payload = provider() if callable(provider) else provider
+                self.save_checkpoint(live, self.prepare_checkpoint(n, payload))
             except Exception:  # the trial is being torn down; its last report stands
                 pass
         ev = TrialInterrupted(n, _now())
@@ -618,12 +636,23 @@ class Study:
         self._core.state_of(number)  # raises for an unknown trial
         return await self._storage.read_values(self._name, number)
 
-    def enqueue(self, params: Mapping[str, Any]) -> None:
-        """Try ``params`` before any sampled configuration (validated against the space now)."""
+    async def enqueue(self, params: Mapping[str, Any]) -> None:
+        """Try ``params`` before any sampled configuration (validated against the space now).
+
+        Outside ``run()`` this takes the study's lease, like ``ask()``: only its holder writes.
+        """
         self._check_usable()
-        ev = Enqueued(self._core.space.validate(params), _now())
+        validated = self._core.space.validate(params)
+        if self._run is None:
+            await self._hold_lease()
+        ev = Enqueued(validated, _now())
         self._core.apply(ev)
         self._storage.append(self._name, (ev,))
+        if self._run is not None:
+            self._run.mark_dirty()
+            await self._run.flush()
+        else:
+            await self._flush_if_durable()
 
     def stop(self) -> None:
         """Ask the current ``run()`` to finish: no new trials or promotions; running trials
@@ -732,6 +761,7 @@ class Study:
             raise
         finally:
             self._run = None
+            self._lease_renewed = None  # released below: ask() must take it (and replay) again
             with anyio.CancelScope(shield=True), contextlib.suppress(StorageError):
                 await self._storage.release_lease(self._name, self._holder)
         if run.fatal_error is not None:
@@ -745,14 +775,23 @@ class Study:
             )
 
     async def _heartbeat(self, run: _Run) -> None:
-        """Renew the study's lease while the run lasts, so no other runner takes it over."""
+        """Renew the study's lease while the run lasts, so no other runner takes it over.
+
+        A renewal that fails for a passing reason (a busy database) is retried at the next beat;
+        the run stops if the lease was taken over, or could not be renewed for a whole TTL."""
+        renewed = time.monotonic()
         while True:
             await anyio.sleep(self._lease_ttl / 3)
             try:
                 await self._storage.renew_lease(self._name, self._holder, self._lease_ttl)
-            except StorageError as exc:
+                renewed = time.monotonic()
+            except StudyLockedError as exc:
                 run.fatal(exc)
                 return
+            except StorageError as exc:
+                if time.monotonic() - renewed >= self._lease_ttl:
+                    run.fatal(exc)
+                    return
 
     async def _flusher(self, run: _Run) -> None:
         """Buffered durability: commit what reports queued, one group commit after another."""
@@ -817,6 +856,8 @@ class Study:
         events: list[Event] = [ev]
         if checkpoint is not None and not core.state_of(job.number).is_finished:
             payload = checkpoint() if callable(checkpoint) else checkpoint
+            if self._storage.pickles_checkpoints:
+                payload = Pickled(await anyio.to_thread.run_sync(pickle.dumps, payload))
             ck = Checkpointed(job.number, ev.step, payload, ev.time)
             core.apply(ck)
             events.append(ck)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.from_thread
+import anyio.to_thread
 
 from aio_ashb._core import Decision, check_step, check_value
 from aio_ashb._exceptions import ReportError, TrialStopped
@@ -80,7 +81,10 @@ class Trial:
         run = self._run
         if payload_needed:
             provider = live.provider
-            run.save_checkpoint(live, provider() if callable(provider) else provider)
+            payload = provider() if callable(provider) else provider
+            if run.storage.pickles_checkpoints:  # pickle off the loop; failing fails the trial
+                payload = await anyio.to_thread.run_sync(run.prepare_checkpoint, self.number, payload)
+            run.save_checkpoint(live, payload)
         if run.durable and run.last_seq > run.storage.durable_seq:  # skip the await if durable
             await run.flush()
         return decision
@@ -193,6 +197,7 @@ class ThreadTrial:
         if payload_needed:
             provider: Callable[[], Any] | Any = t._live.provider
             payload = provider() if callable(provider) else provider  # in this thread
+            payload = t._run.prepare_checkpoint(t.number, payload)
             anyio.from_thread.run(self._save_on_loop, payload)
         return decision
 

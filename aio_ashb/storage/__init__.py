@@ -2,6 +2,6 @@
 
 from aio_ashb.storage._base import Storage, StudyInfo
 from aio_ashb.storage._memory import MemoryStorage
-from aio_ashb.storage._sqlite import SQLiteStorage
+from aio_ashb.storage._sqlite import Pickled, SQLiteStorage
 
-__all__ = ["MemoryStorage", "SQLiteStorage", "Storage", "StudyInfo"]
+__all__ = ["MemoryStorage", "Pickled", "SQLiteStorage", "Storage", "StudyInfo"]

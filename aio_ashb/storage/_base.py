@@ -9,7 +9,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from aio_ashb._core import Event
 
@@ -59,6 +59,11 @@ class Storage(abc.ABC):
       report of the trial.
     * **Errors.** Driver errors are raised as :class:`~aio_ashb.StorageError` subclasses.
     """
+
+    #: True when checkpoints are pickled into the storage: the runner then pickles them itself,
+    #: in a worker thread, and appends a ``Pickled`` payload (a checkpoint that cannot be pickled
+    #: fails its trial instead of the storage).
+    pickles_checkpoints: ClassVar[bool] = False
 
     async def __aenter__(self) -> Storage:
         await self.open()

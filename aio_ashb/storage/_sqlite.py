@@ -12,9 +12,11 @@ WAL mode lets readers (the CLI, a dashboard, another process) read a consistent 
 the runner writes. ``synchronous=NORMAL`` (default) survives a crash of the process; ``FULL``
 also survives a power cut, at the price of an fsync per transaction.
 
-Checkpoints are pickled (in the connection's thread, not on the event loop) into the
-``checkpoints`` table. Unpickling runs code chosen by whoever wrote the file, so only
-``load_checkpoint`` unpickles, and a storage opened with ``readonly=True`` refuses to.
+Checkpoints are pickled into the ``checkpoints`` table; the runner pickles them in a worker
+thread before it appends them (``Pickled``), so large checkpoints are not serialized on the loop
+and a checkpoint that cannot be pickled fails its trial, not the storage. Unpickling runs code
+chosen by whoever wrote the file, so only ``load_checkpoint`` unpickles, and a storage opened
+with ``readonly=True`` refuses to.
 """
 
 from __future__ import annotations
@@ -125,17 +127,22 @@ _UPSERT_LEASE = (
 _LAST_SEQ = "SELECT max(seq) FROM events WHERE study_id = ?"
 
 
-class _Pickled:
-    """A checkpoint payload, pickled by sqlite3's adapter when the row is bound: that happens in
-    the connection's thread, so large checkpoints are not serialized on the event loop."""
+class Pickled:
+    """A checkpoint payload already pickled (by the runner, in a worker thread): stored as is."""
 
-    __slots__ = ("obj",)
+    __slots__ = ("blob",)
 
-    def __init__(self, obj: Any) -> None:
-        self.obj = obj
+    def __init__(self, blob: bytes) -> None:
+        self.blob = blob
 
 
-sqlite3.register_adapter(_Pickled, lambda p: pickle.dumps(p.obj, protocol=pickle.HIGHEST_PROTOCOL))
+def _pickle_payload(payload: Any) -> bytes:
+    if isinstance(payload, Pickled):
+        return payload.blob
+    try:
+        return pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:  # pickling runs user code (__reduce__): anything can come out
+        raise StorageError(f"a checkpoint could not be pickled: {exc!r}") from exc
 
 
 def _classify(exc: sqlite3.Error, path: str) -> StorageError:
@@ -207,6 +214,8 @@ def _decode(row: tuple[Any, ...]) -> Event:
 
 
 class SQLiteStorage(Storage):
+    pickles_checkpoints = True
+
     """Studies in one SQLite file (created if missing), durable across crashes.
 
     ``synchronous="normal"`` (default) keeps every committed event through a crash of the process;
@@ -242,6 +251,7 @@ class SQLiteStorage(Storage):
         self._durable = 0  # committed so far
         self._committing: anyio.Event | None = None
         self._write_lock: anyio.Lock | None = None
+        self._opening: anyio.Event | None = None
 
     def __repr__(self) -> str:
         return f"SQLiteStorage({str(self.path)!r})"
@@ -252,6 +262,19 @@ class SQLiteStorage(Storage):
             raise StateError(f"{self!r} is closed")
         if self._conn is not None:
             return
+        if self._opening is not None:  # another task is opening it: wait for that
+            await self._opening.wait()
+            if self._conn is None:
+                raise StateError(f"{self!r} failed to open in another task")
+            return
+        self._opening = opening = anyio.Event()
+        try:
+            await self._open()
+        finally:
+            self._opening = None
+            opening.set()
+
+    async def _open(self) -> None:
         path = str(self.path)
         if not self.path.parent.is_dir():
             raise StorageLocationError(
@@ -273,17 +296,16 @@ class SQLiteStorage(Storage):
         self._write_lock = anyio.Lock()
         uri = f"file:{self.path.resolve().as_posix()}?mode={'ro' if self.readonly else 'rwc'}"
         try:
-            self._conn = await aiosqlite.connect(
-                uri, uri=True, timeout=self.busy_timeout, isolation_level=None
-            )
+            conn = await aiosqlite.connect(uri, uri=True, timeout=self.busy_timeout, isolation_level=None)
         except sqlite3.Error as exc:
             raise _classify(exc, path) from None
+        self._conn = conn
         try:
             await self._prepare()
         except BaseException:
-            with anyio.CancelScope(shield=True):
-                await self._conn.close()
             self._conn = None
+            with anyio.CancelScope(shield=True):
+                await conn.close()
             raise
 
     async def _prepare(self) -> None:
@@ -381,13 +403,16 @@ class SQLiteStorage(Storage):
             raise _classify(exc, str(self.path)) from None
 
     async def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        conn = self._db()
-        rows = await self._call(lambda: conn.execute_fetchall(sql, params))
+        rows = await self._all(sql, params)
         return rows[0] if rows else None
 
     async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         conn = self._db()
-        return list(await self._call(lambda: conn.execute_fetchall(sql, params)))
+        assert self._write_lock is not None
+        # Under the write lock: on the writer's connection a read between two statements of a
+        # transaction would see rows not yet committed.
+        async with self._write_lock:
+            return list(await self._call(lambda: conn.execute_fetchall(sql, params)))
 
     async def _transaction(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
         """Run write statements in one transaction, after the queued events (order kept)."""
@@ -473,7 +498,7 @@ class SQLiteStorage(Storage):
         for ev in events:
             pending.append(("e", _encode(sid, seq, ev)))
             if isinstance(ev, Checkpointed):
-                pending.append(("c", (sid, ev.number, ev.step, _Pickled(ev.payload))))
+                pending.append(("c", (sid, ev.number, ev.step, _pickle_payload(ev.payload))))
             elif isinstance(ev, TrialEnded):
                 pending.append(("d", (sid, ev.number)))
             seq += 1
@@ -565,7 +590,13 @@ class SQLiteStorage(Storage):
         )
         if row is None:
             return None
-        payload = await anyio.to_thread.run_sync(pickle.loads, row[1])
+        try:
+            payload = await anyio.to_thread.run_sync(pickle.loads, row[1])
+        except Exception as exc:  # a class that moved, a missing module: the file is fine
+            raise StorageError(
+                f"the checkpoint of trial {number} of study {name!r} could not be unpickled: {exc!r}; "
+                "is the code that defined its classes importable?"
+            ) from exc
         return int(row[0]), payload
 
     # ------------------------------------------------------------------ leases
@@ -600,7 +631,8 @@ class SQLiteStorage(Storage):
                         top = await tx.execute_fetchall(
                             "SELECT max(seq) FROM events WHERE study_id = ?", (sid,)
                         )
-                        self._next_seq[sid] = (next(iter(top))[0] or 0) + 1
+                        after_file = (next(iter(top))[0] or 0) + 1
+                        self._next_seq[sid] = max(after_file, self._next_seq.get(sid, 1))
 
     async def release_lease(self, name: str, holder: str) -> None:
         sid = self._id(name)

@@ -84,9 +84,9 @@ async def test_bad_reports_fail_the_trial_with_a_clear_error() -> None:
 async def test_enqueued_configurations_run_first() -> None:
     study = await aa.create_study(space=SPACE)
     fixed = {"lr": 0.01, "x": 0.3, "c": "a"}
-    study.enqueue(fixed)
+    await study.enqueue(fixed)
     with pytest.raises(aa.ConfigError, match="'c'='z' is not one of"):
-        study.enqueue({"lr": 0.01, "x": 0.3, "c": "z"})
+        await study.enqueue({"lr": 0.01, "x": 0.3, "c": "z"})
     await study.run(_noop, max_trials=4)
     assert study.trials[0].params == fixed
 

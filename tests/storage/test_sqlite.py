@@ -323,3 +323,92 @@ async def test_a_second_runner_fails_fast_naming_the_first(tmp_path: Path) -> No
     assert len(second.trials) == 55
     await first.close()
     await second.close()
+
+
+# ---------------------------------------------------------------- regressions from review
+class _Unpicklable:
+    def __reduce__(self) -> tuple[Any, ...]:
+        raise TypeError("this object refuses to be pickled")
+
+
+@pytest.mark.asyncio
+async def test_a_checkpoint_that_cannot_be_pickled_fails_its_trial_only(tmp_path: Path) -> None:
+    async def objective(trial: aa.Trial) -> None:
+        async for step in trial.steps():
+            bad = trial.number == 1
+            await trial.report(loss(trial.params, step), checkpoint=_Unpicklable() if bad else {"s": step})
+
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    async with await aa.create_study(space=SPACE, storage=url, name="s", scheduler=aa.ASHA(1, 9, 3)) as study:
+        await study.run(objective, max_trials=12, concurrency=3)
+        failed = [t for t in study.trials if t.state is aa.TrialState.FAILED]
+        assert [t.number for t in failed] == [1]
+        assert failed[0].error is not None and "cannot be pickled" in failed[0].error
+        assert all(t.state.is_finished for t in study.trials)
+
+
+def _explode() -> None:
+    raise RuntimeError("this checkpoint's class is gone")
+
+
+class _Fragile:
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_explode, ())
+
+
+@pytest.mark.asyncio
+async def test_a_checkpoint_that_cannot_be_unpickled_stops_the_run(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'u.db'}"
+    async with await aa.create_study(space=SPACE, storage=url, name="s", scheduler=aa.ASHA(1, 9, 3)) as study:
+        paused = 0
+        with anyio.CancelScope() as scope:
+
+            async def first(trial: aa.Trial) -> None:
+                nonlocal paused
+                if await trial.report(1.0 + trial.number, checkpoint=_Fragile()) is aa.Decision.PAUSE:
+                    paused += 1
+                    if paused == 6:
+                        scope.cancel()  # six trials paused, with checkpoints, no coroutine left
+                await anyio.sleep_forever()
+
+            await study.run(first, max_trials=6, concurrency=6)
+        # The next run promotes a paused trial: calling it again means unpickling its checkpoint.
+        with pytest.raises(aa.StorageError, match="could not be unpickled"):
+            await study.run(_noop, max_trials=6)
+
+
+@pytest.mark.asyncio
+async def test_taking_the_lease_never_reuses_sequence_numbers_of_queued_events(tmp_path: Path) -> None:
+    async with aa.SQLiteStorage(tmp_path / "q.db") as storage:
+        await storage.create_study("s", CONFIG)
+        storage.append("s", [Reported(0, 1, 0.1), Reported(0, 2, 0.2)])  # queued, not committed
+        await storage.acquire_lease("s", "me", ttl=30)
+        storage.append("s", [Reported(0, 3, 0.3)])
+        await storage.flush()
+        assert await storage.read_values("s", 0) == {1: 0.1, 2: 0.2, 3: 0.3}
+
+
+@pytest.mark.asyncio
+async def test_ask_after_run_takes_the_lease_again(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    a = await aa.create_study(space=SPACE, storage=url, name="s")
+    b = await aa.load_study(name="s", storage=url)
+    try:
+        await a.tell(await a.ask(), 0.5)
+        await a.run(_noop, max_trials=3)  # ends by releasing the lease
+        await b.tell(await b.ask(), 0.4)  # b holds it now
+        with pytest.raises(aa.StudyLockedError, match="being run by"):
+            await a.ask()
+    finally:
+        await a.close()
+        await b.close()
+
+
+@pytest.mark.asyncio
+async def test_concurrent_opens_share_one_connection(tmp_path: Path) -> None:
+    storage = aa.SQLiteStorage(tmp_path / "o.db")
+    async with anyio.create_task_group() as tg:
+        for _ in range(4):
+            tg.start_soon(storage.open)
+    await storage.create_study("s", CONFIG)
+    await storage.close()  # the fixture checks that no connection thread is left
