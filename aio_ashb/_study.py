@@ -310,8 +310,7 @@ class _Run:
         ev = Reported(live.number, step, value, _now())
         decision = self.core.apply(ev)
         self.last_seq = self.storage.append(self.name, (ev,))
-        if not self.durable and not self.dirty.is_set():
-            self.dirty.set()
+        self.mark_dirty()
         if decision is Decision.CONTINUE:
             return decision
         assert decision is not None
