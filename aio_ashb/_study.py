@@ -57,7 +57,7 @@ from aio_ashb._exceptions import (
     TooManyFailuresError,
     TrialStopped,
 )
-from aio_ashb._trial import ThreadTrial, Trial
+from aio_ashb._trial import ThreadTrial, Trial, materialize
 from aio_ashb.storage import MemoryStorage, Pickled, Storage
 from aio_ashb.storage._sqlite import parse_sqlite_url
 
@@ -83,6 +83,17 @@ def _check_limit(name: str, value: object, *, allow_none: bool = True, minimum: 
         return
     if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value) or value < minimum:
         raise ConfigError(f"{name} must be a number >= {minimum}, got {value!r}")
+
+
+def _prepare_checkpoint(storage: Storage, number: int, payload: Any) -> Any:
+    """What to append for a checkpoint: pickled here (call it off the event loop) when the
+    storage pickles, so a checkpoint that cannot be pickled fails its trial right away."""
+    if not storage.pickles_checkpoints or isinstance(payload, Pickled):
+        return payload
+    try:
+        return Pickled(pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
+    except Exception as exc:
+        raise ReportError(f"the checkpoint of trial {number} cannot be pickled: {exc!r}") from exc
 
 
 class _ObjectiveMisuse(ConfigError):
@@ -330,14 +341,7 @@ class _Run:
         return decision
 
     def prepare_checkpoint(self, number: int, payload: Any) -> Any:
-        """What to append for a checkpoint: pickled here (call it off the event loop) when the
-        storage pickles, so a checkpoint that cannot be pickled fails its trial right away."""
-        if not self.storage.pickles_checkpoints or isinstance(payload, Pickled):
-            return payload
-        try:
-            return Pickled(pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
-        except Exception as exc:
-            raise ReportError(f"the checkpoint of trial {number} cannot be pickled: {exc!r}") from exc
+        return _prepare_checkpoint(self.storage, number, payload)
 
     def save_checkpoint(self, live: _Live, payload: Any) -> None:
         if self.core.state_of(live.number).is_finished:
@@ -478,12 +482,9 @@ class _Run:
         if self.core.state_of(n) is not TrialState.RUNNING or live.released:
             return
         if live.provider is not None:
-            try:
-                provider = live.provider
-                payload = provider() if callable(provider) else provider
-                self.save_checkpoint(live, self.prepare_checkpoint(n, payload))
-            except Exception:  # the trial is being torn down; its last report stands
-                pass
+            # The trial is being torn down: if its checkpoint fails, its last report stands.
+            with contextlib.suppress(Exception):
+                self.save_checkpoint(live, self.prepare_checkpoint(n, materialize(live.provider)))
         ev = TrialInterrupted(n, _now())
         self.core.apply(ev)
         self.append(ev)
@@ -831,7 +832,7 @@ class Study:
             number=job.number,
             params=frozen.params,
             bracket=frozen.bracket,
-            step=max(step, frozen.step) if checkpoint is None else step,
+            step=frozen.step if checkpoint is None else step,
             target=core.target_of(job.number),
             checkpoint=checkpoint,
         )
@@ -849,14 +850,16 @@ class Study:
             raise StateError(f"trial {job.number} is not an open job of this study")
         await self._hold_lease()
         core = self._core
+        payload: Any = None
+        if checkpoint is not None:  # prepared first: a checkpoint that fails changes nothing
+            payload = await anyio.to_thread.run_sync(
+                _prepare_checkpoint, self._storage, job.number, materialize(checkpoint)
+            )
         ev = Reported(job.number, job.target if step is None else step, value, _now())
         decision = core.apply(ev)
         assert decision is not None
         events: list[Event] = [ev]
         if checkpoint is not None and not core.state_of(job.number).is_finished:
-            payload = checkpoint() if callable(checkpoint) else checkpoint
-            if self._storage.pickles_checkpoints:
-                payload = Pickled(await anyio.to_thread.run_sync(pickle.dumps, payload))
             ck = Checkpointed(job.number, ev.step, payload, ev.time)
             core.apply(ck)
             events.append(ck)

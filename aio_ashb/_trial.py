@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +15,11 @@ from aio_ashb._exceptions import ReportError, TrialStopped
 
 if TYPE_CHECKING:
     from aio_ashb._study import _Live, _Run
+
+
+def materialize(checkpoint: Any) -> Any:
+    """A checkpoint as given: a callable is a provider, called now; anything else is the value."""
+    return checkpoint() if callable(checkpoint) else checkpoint
 
 
 class Trial:
@@ -73,21 +78,25 @@ class Trial:
         does not increase, and :class:`TrialStopped` if the trial has already ended.
         """
         live = self._live
-        if live.ended or live.released:
-            raise TrialStopped(f"trial {self.number} has ended; it takes no more reports")
-        if live.paused and not await self._run.wait_promotion(live):
-            raise TrialStopped(f"trial {self.number} was not promoted; it takes no more reports")
+        await self._admit()
         decision, payload_needed = self._record(value, step, checkpoint)
         run = self._run
         if payload_needed:
-            provider = live.provider
-            payload = provider() if callable(provider) else provider
+            payload = materialize(live.provider)
             if run.storage.pickles_checkpoints:  # pickle off the loop; failing fails the trial
                 payload = await anyio.to_thread.run_sync(run.prepare_checkpoint, self.number, payload)
             run.save_checkpoint(live, payload)
         if run.durable and run.last_seq > run.storage.durable_seq:  # skip the await if durable
             await run.flush()
         return decision
+
+    async def _admit(self) -> None:
+        """Before a report: raise TrialStopped if the trial ended; wait out a pause."""
+        live = self._live
+        if live.ended or live.released:
+            raise TrialStopped(f"trial {self.number} has ended; it takes no more reports")
+        if live.paused and not await self._run.wait_promotion(live):
+            raise TrialStopped(f"trial {self.number} was not promoted; it takes no more reports")
 
     def _record(self, value: object, step: int | None, checkpoint: Any) -> tuple[Decision, bool]:
         v = check_value(value)
@@ -195,8 +204,7 @@ class ThreadTrial:
             partial(self._report_on_loop, value, step, checkpoint)
         )
         if payload_needed:
-            provider: Callable[[], Any] | Any = t._live.provider
-            payload = provider() if callable(provider) else provider  # in this thread
+            payload = materialize(t._live.provider)  # in this thread
             payload = t._run.prepare_checkpoint(t.number, payload)
             anyio.from_thread.run(self._save_on_loop, payload)
         return decision
@@ -211,10 +219,7 @@ class ThreadTrial:
         if live.scope is not None and anyio.current_time() >= live.scope.deadline:
             # A thread cannot be cancelled: end it here; the runner records the timeout.
             raise TrialStopped(f"trial {t.number} ran past its trial_timeout")
-        if live.ended or live.released:
-            raise TrialStopped(f"trial {t.number} has ended; it takes no more reports")
-        if live.paused and not await t._run.wait_promotion(live):
-            raise TrialStopped(f"trial {t.number} was not promoted; it takes no more reports")
+        await t._admit()
         decision, payload_needed = t._record(value, step, checkpoint)
         if not payload_needed:
             await t._run.flush()
