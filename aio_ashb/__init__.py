@@ -5,7 +5,8 @@ General layout (imports flow downward only):
 * ``_core/`` - sans-IO: search space, samplers, rung geometry, the ASHA state machine;
 * ``storage/`` - the ``Storage`` contract and its backends (append-only event logs);
 * ``_trial.py`` - the handle an objective receives;
-* ``_study.py`` - the runner, the one place where core, storage and trial code meet;
+* ``_executors.py`` - where trial code runs: the loop, threads, processes (``_dask.py``: Dask);
+* ``_study.py`` - the runner, the one place where core, storage and executors meet;
 * ``cli.py`` - the ``aio-ashb`` command.
 
 Everything public is re-exported here; the underscored modules are private.
@@ -25,12 +26,15 @@ from aio_ashb._core import (
     SearchSpace,
     TrialState,
 )
+from aio_ashb._dask import DaskExecutor
 from aio_ashb._exceptions import (
     AioAshbError,
     ConfigError,
     CorruptDatabaseError,
     DuplicateStudyError,
+    MissingDependencyError,
     NotADatabaseError,
+    RemoteError,
     ReportError,
     SchemaVersionError,
     StateError,
@@ -40,7 +44,9 @@ from aio_ashb._exceptions import (
     StudyNotFoundError,
     TooManyFailuresError,
     TrialStopped,
+    WorkerLostError,
 )
+from aio_ashb._executors import Executor, LoopExecutor, ProcessExecutor, ThreadExecutor
 from aio_ashb._study import AskedJob, Study, create_study, load_study
 from aio_ashb._trial import ThreadTrial, Trial
 from aio_ashb.storage import MemoryStorage, SQLiteStorage, Storage
@@ -53,17 +59,23 @@ __all__ = [
     "AskedJob",
     "Categorical",
     "ConfigError",
-    "CorruptDatabaseError",
     "Constant",
+    "CorruptDatabaseError",
+    "DaskExecutor",
     "Decision",
     "Direction",
     "DuplicateStudyError",
+    "Executor",
     "Float",
     "FrozenTrial",
     "Int",
+    "LoopExecutor",
     "MemoryStorage",
+    "MissingDependencyError",
     "NotADatabaseError",
+    "ProcessExecutor",
     "RandomSampler",
+    "RemoteError",
     "ReportError",
     "SQLiteStorage",
     "Sampler",
@@ -76,12 +88,14 @@ __all__ = [
     "Study",
     "StudyLockedError",
     "StudyNotFoundError",
+    "ThreadExecutor",
     "ThreadTrial",
     "TooManyFailuresError",
     "Trial",
     "TrialState",
     "TrialStopped",
-    "__version__",
+    "WorkerLostError",
     "create_study",
     "load_study",
+    "__version__",
 ]

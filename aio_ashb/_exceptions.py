@@ -4,6 +4,7 @@
 
     AioAshbError
      ├── ConfigError            (also ValueError)  bad space, scheduler, sampler or study argument
+     │    └── MissingDependencyError (also ImportError) an optional extra is not installed
      ├── ReportError            (also ValueError)  a reported value or step that cannot be recorded
      ├── StateError             (also RuntimeError) an operation the current state forbids
      ├── StorageError                               the storage cannot do what was asked
@@ -15,6 +16,8 @@
      │    ├── CorruptDatabaseError                  SQLite reports the database is damaged
      │    └── SchemaVersionError                    written by a newer aio_ashb
      ├── TooManyFailuresError                       ``max_failures`` trials failed in one ``run()``
+     ├── WorkerLostError                            the process running a trial died (retryable)
+     ├── RemoteError                                trial code raised in another process
      └── TrialStopped                               raised in a trial that reports after it ended
 
 ``TrialStopped`` is control flow, not a failure: the runner catches it, so an objective that lets
@@ -28,8 +31,10 @@ __all__ = [
     "AioAshbError",
     "ConfigError",
     "CorruptDatabaseError",
+    "MissingDependencyError",
     "DuplicateStudyError",
     "NotADatabaseError",
+    "RemoteError",
     "ReportError",
     "SchemaVersionError",
     "StateError",
@@ -39,6 +44,7 @@ __all__ = [
     "StudyNotFoundError",
     "TooManyFailuresError",
     "TrialStopped",
+    "WorkerLostError",
 ]
 
 
@@ -48,6 +54,15 @@ class AioAshbError(Exception):
 
 class ConfigError(AioAshbError, ValueError):
     """An argument describing the search space, scheduler, sampler or study is invalid."""
+
+
+class MissingDependencyError(ConfigError, ImportError):
+    """An optional part was used without its extra installed; the message says what to install."""
+
+
+class ObjectiveMisuse(ConfigError):
+    """The objective cannot be run as given (a wrong kind for its executor, not picklable...).
+    Not a trial failure: every trial would fail the same way, so the run ends with it."""
 
 
 class ReportError(AioAshbError, ValueError):
@@ -100,3 +115,13 @@ class TooManyFailuresError(AioAshbError):
 
 class TrialStopped(AioAshbError):
     """Raised by ``Trial.report`` when the trial has already been stopped or completed."""
+
+
+class WorkerLostError(AioAshbError):
+    """The worker running a trial died (a killed process, a lost Dask worker). ``run(retries=N)``
+    runs the trial's segment again up to N times before recording the trial FAILED."""
+
+
+class RemoteError(AioAshbError):
+    """Trial code raised in another process (a worker process, a cluster); ``str()`` is the
+    traceback as formatted there, which the runner stores with the FAILED trial."""

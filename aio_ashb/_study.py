@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import logging
 import math
 import os
 import pickle
@@ -50,23 +51,32 @@ from aio_ashb._core import (
 )
 from aio_ashb._exceptions import (
     ConfigError,
+    ObjectiveMisuse,
+    RemoteError,
     ReportError,
     StateError,
     StorageError,
     StudyLockedError,
     TooManyFailuresError,
     TrialStopped,
+    WorkerLostError,
 )
+from aio_ashb._executors import Executor, LoopExecutor, ThreadExecutor
 from aio_ashb._trial import ThreadTrial, Trial, materialize
 from aio_ashb.storage import MemoryStorage, Pickled, Storage
 from aio_ashb.storage._sqlite import parse_sqlite_url
 
-Objective: TypeAlias = Callable[[Trial], Awaitable[None]] | Callable[[ThreadTrial], None]
+Objective: TypeAlias = (
+    Callable[[Trial], Awaitable[None]]
+    | Callable[[ThreadTrial], None]
+    | Callable[[dict[str, Any], int, bytes | None], Any]  # budget-style: one call per rung segment
+)
 _Work: TypeAlias = "Trial | _Live"  # a new trial to run, or a trial to call again
 Callback: TypeAlias = Callable[["Study", FrozenTrial], None]
 Durability: TypeAlias = Literal["durable", "buffered"]
 
 _now = time.time
+_log = logging.getLogger("aio_ashb")
 
 
 def _is_async(fn: object) -> bool:
@@ -76,6 +86,45 @@ def _is_async(fn: object) -> bool:
         return True
     call = getattr(fn, "__call__", None)  # noqa: B004 - objects with an async __call__
     return call is not None and inspect.iscoroutinefunction(call)
+
+
+def _takes_budget(fn: Callable[..., Any]) -> bool:
+    """Budget-style ``fn(params, budget, checkpoint)`` or trial-style ``fn(trial)``, by signature."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):  # no signature to read (some builtins): the classic form
+        return False
+    for style, args in ((False, (None,)), (True, (None, None, None))):
+        try:
+            sig.bind(*args)
+        except TypeError:
+            continue
+        return style
+    raise ConfigError(
+        f"the objective {fn!r} must take one argument (a trial) or three (params, budget, "
+        f"checkpoint); its signature is {sig}"
+    )
+
+
+def _split_result(number: int, result: Any) -> tuple[Any, bytes | None]:
+    """A budget-style call's result: ``value`` or ``(value, checkpoint)``, checkpoint as bytes."""
+    if isinstance(result, tuple):
+        if len(result) != 2:
+            raise ReportError(
+                f"trial {number}: a budget-style objective returns value or (value, checkpoint), "
+                f"got a tuple of {len(result)}"
+            )
+        value, checkpoint = result
+    else:
+        value, checkpoint = result, None
+    if isinstance(checkpoint, (bytearray, memoryview)):
+        checkpoint = bytes(checkpoint)
+    elif checkpoint is not None and not isinstance(checkpoint, bytes):
+        raise ReportError(
+            f"trial {number}: a budget-style objective's checkpoint must be bytes (or None) so it "
+            f"can travel between workers; got {type(checkpoint).__name__}"
+        )
+    return value, checkpoint
 
 
 def _check_limit(name: str, value: object, *, allow_none: bool = True, minimum: float = 1) -> None:
@@ -94,10 +143,6 @@ def _prepare_checkpoint(storage: Storage, number: int, payload: Any) -> Any:
         return Pickled(pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
     except Exception as exc:
         raise ReportError(f"the checkpoint of trial {number} cannot be pickled: {exc!r}") from exc
-
-
-class _ObjectiveMisuse(ConfigError):
-    """The objective cannot be run as given (ends the run with this error)."""
 
 
 class _Live:
@@ -143,6 +188,9 @@ class _Run:
         study: Study,
         objective: Objective,
         *,
+        executor: Executor,
+        budget_style: bool,
+        retries: int,
         max_trials: int | None,
         concurrency: int,
         max_paused: int | None,
@@ -156,6 +204,10 @@ class _Run:
         self.name = study.name
         self.objective = objective
         self.is_async = _is_async(objective)
+        self.executor = executor
+        self.budget_style = budget_style
+        self.retries = retries
+        self.retried: dict[int, int] = {}  # trial -> worker losses retried so far
         self.tg: TaskGroup  # the trials' task group, set when run() opens it
         self.durable = study._durability == "durable"
         self.dirty = anyio.Event()  # buffered durability: events wait for the flusher
@@ -178,7 +230,6 @@ class _Run:
         self.failures = 0
         self.last_failure: str | None = None
         self.deferred: BaseException | None = None
-        self.thread_limiter = anyio.CapacityLimiter(math.inf)
         self.time_left: dict[int, float] = {}  # trial_timeout left by released trials
         self.last_seq = 0
 
@@ -272,7 +323,7 @@ class _Run:
                     with contextlib.suppress(StorageError):  # already failing: keep cancelling
                         await self.flush()
                 raise
-            except (StorageError, _ObjectiveMisuse) as exc:
+            except (StorageError, ObjectiveMisuse) as exc:
                 self.fatal(exc)
                 return
             finally:
@@ -421,17 +472,44 @@ class _Run:
     async def call(self, trial: Trial) -> str | None:
         """Run the objective; return the traceback if it raised."""
         try:
-            if self.is_async:
-                await self.objective(trial)  # type: ignore[arg-type,misc]
+            if self.budget_style:
+                await self.segments(trial)
+            elif self.is_async:
+                await self.executor.submit(self.objective, trial)
             else:
-                await anyio.to_thread.run_sync(self.call_in_thread, trial, limiter=self.thread_limiter)
+                await self.executor.submit(self.call_in_thread, trial)
         except TrialStopped:
             pass
-        except (StorageError, _ObjectiveMisuse):
+        except (StorageError, ObjectiveMisuse):
             raise  # not the trial's fault: the run stops
+        except RemoteError as exc:
+            return str(exc)  # the traceback, as formatted where the code ran
         except Exception:
             return traceback.format_exc()
         return None
+
+    async def segments(self, trial: Trial) -> None:
+        """A budget-style objective: one call per rung segment, each from the trial's current
+        resource up to its next milestone, handing the returned checkpoint to the next call."""
+        n = trial.number
+        checkpoint: bytes | None = trial.checkpoint
+        submit = self.executor.submit
+        async for _ in trial.steps():  # waits while paused; ends when the trial is done
+            budget = self.core.segment_end(n)
+            while True:
+                try:
+                    result = await submit(self.objective, dict(trial.params), budget, checkpoint)
+                    break
+                except WorkerLostError as exc:
+                    used = self.retried.get(n, 0)
+                    if used >= self.retries:
+                        raise
+                    self.retried[n] = used + 1
+                    _log.warning("trial %d: %s; retry %d of %d", n, exc, used + 1, self.retries)
+            value, produced = _split_result(n, result)
+            if produced is not None:
+                checkpoint = produced
+            await trial.report(value, step=budget, checkpoint=checkpoint)
 
     def call_in_thread(self, trial: Trial) -> None:
         sync_fn: Callable[[ThreadTrial], object] = self.objective  # type: ignore[assignment]
@@ -444,7 +522,7 @@ class _Run:
         if inspect.isawaitable(result):
             if inspect.iscoroutine(result):
                 result.close()
-            raise _ObjectiveMisuse(
+            raise ObjectiveMisuse(
                 f"the objective returned {result!r} instead of running: it looks like a sync function "
                 "(a lambda?) wrapping an async one. Pass the async function itself, or a "
                 "functools.partial of it"
@@ -667,7 +745,9 @@ class Study:
         *,
         max_trials: int | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 - graceful stop, not a cancel
-        concurrency: int = 1,
+        concurrency: int | None = None,
+        executor: Executor | None = None,
+        retries: int = 0,
         max_paused: int | None = None,
         trial_timeout: float | None = None,
         max_failures: int | None = None,
@@ -675,10 +755,19 @@ class Study:
     ) -> None:
         """Run trials of ``objective`` until the study is done, then return.
 
-        ``objective`` is ``async def f(trial)`` (runs on this event loop) or ``def f(trial)``
-        (runs in a worker thread, with a blocking ``trial.report``). ``max_trials`` bounds the
+        ``objective`` is trial-style, ``async def f(trial)`` (runs on this event loop) or
+        ``def f(trial)`` (runs in a worker thread, with a blocking ``trial.report``), or
+        budget-style, ``f(params, budget, checkpoint) -> value | (value, checkpoint)``, sync or
+        async, called once per rung segment to train up to ``budget`` from ``checkpoint``
+        (bytes or None). ``executor`` says where calls run (default: this loop for async
+        functions, threads for plain ones; :class:`ProcessExecutor` and ``DaskExecutor`` take
+        budget-style objectives). A trial whose worker died is run again from its last
+        checkpoint up to ``retries`` times, then FAILED.
+
+        ``max_trials`` bounds the
         number of trials in the study (earlier runs included; ``None``: no bound, then stop with
-        ``timeout`` or :meth:`stop`). ``concurrency`` trials run at once; paused trials give
+        ``timeout`` or :meth:`stop`). ``concurrency`` trials run at once (default: the
+        executor's worker count, else 1); paused trials give
         their slot back. At most ``max_paused`` paused coroutines stay suspended; the
         lowest-ranked beyond that are released and, if promoted later, called again with their
         last checkpoint. ``timeout`` (seconds) stops the run like :meth:`stop`;
@@ -701,9 +790,18 @@ class Study:
         _check_limit("max_trials", max_trials, minimum=0)
         if max_trials is not None and not isinstance(max_trials, int):
             raise ConfigError(f"max_trials must be an integer, got {max_trials!r}")
-        _check_limit("concurrency", concurrency, allow_none=False)
-        if not isinstance(concurrency, int):
+        _check_limit("concurrency", concurrency)
+        if concurrency is not None and not isinstance(concurrency, int):
             raise ConfigError(f"concurrency must be an integer, got {concurrency!r}")
+        if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
+            raise ConfigError(f"retries must be an integer >= 0, got {retries!r}")
+        budget_style = _takes_budget(objective)
+        is_async = _is_async(objective)
+        if executor is None:
+            executor = LoopExecutor() if is_async else ThreadExecutor()
+        elif not isinstance(executor, Executor):
+            raise ConfigError(f"executor must be an Executor (e.g. ProcessExecutor()), got {executor!r}")
+        executor.check(objective, is_async=is_async, trial_style=not budget_style)
         _check_limit("max_paused", max_paused, minimum=0)
         _check_limit("timeout", timeout, minimum=0)
         _check_limit("trial_timeout", trial_timeout, minimum=0)
@@ -713,16 +811,24 @@ class Study:
             if not callable(cb):
                 raise ConfigError(f"callbacks must be callable, got {cb!r}")
 
+        owns_executor = not executor.started
         await self._storage.acquire_lease(self._name, self._holder, self._lease_ttl)
         try:
             await self._recover()
+            if owns_executor:
+                await executor.start()
         except BaseException:
             with anyio.CancelScope(shield=True), contextlib.suppress(StorageError):
                 await self._storage.release_lease(self._name, self._holder)
             raise
+        if concurrency is None:
+            concurrency = executor.workers or 1
         run = _Run(
             self,
             objective,
+            executor=executor,
+            budget_style=budget_style,
+            retries=retries,
             max_trials=max_trials,
             concurrency=concurrency,
             max_paused=max_paused,
@@ -762,8 +868,11 @@ class Study:
         finally:
             self._run = None
             self._lease_renewed = None  # released below: ask() must take it (and replay) again
-            with anyio.CancelScope(shield=True), contextlib.suppress(StorageError):
-                await self._storage.release_lease(self._name, self._holder)
+            with anyio.CancelScope(shield=True):
+                if owns_executor:
+                    await executor.aclose()
+                with contextlib.suppress(StorageError):
+                    await self._storage.release_lease(self._name, self._holder)
         if run.fatal_error is not None:
             raise run.fatal_error
         if run.deferred is not None:

@@ -15,6 +15,7 @@ trial list on the hot path.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -380,6 +381,14 @@ class Core:
             granted, next_ms = self._granted[number], self._next_ms[number]
             return ms[granted] if granted >= next_ms else ms[min(next_ms, len(ms) - 1)]
         return ms[-1]
+
+    def segment_end(self, number: int) -> int:
+        """Where a budget-style call for this trial ends: its next milestone (the next decision
+        point in either mode), never beyond what it may run to (``target_of``)."""
+        ms = self._milestones[self._bracket[number]]
+        step = self._step[number]
+        nxt = ms[min(bisect.bisect_right(ms, step), len(ms) - 1)]
+        return min(nxt, self.target_of(number))
 
     def has_checkpoint(self, number: int) -> bool:
         return number in self._checkpoint_step

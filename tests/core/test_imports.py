@@ -9,6 +9,7 @@ import aio_ashb._core
 
 ALLOWED_TOP = {
     "__future__",
+    "bisect",
     "collections",
     "dataclasses",
     "enum",

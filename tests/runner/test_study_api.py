@@ -167,13 +167,19 @@ def test_public_names_are_curated() -> None:
         "CorruptDatabaseError",
         "Decision",
         "Direction",
+        "DaskExecutor",
         "DuplicateStudyError",
+        "Executor",
         "Float",
         "FrozenTrial",
         "Int",
+        "LoopExecutor",
         "MemoryStorage",
+        "MissingDependencyError",
         "NotADatabaseError",
+        "ProcessExecutor",
         "RandomSampler",
+        "RemoteError",
         "ReportError",
         "SQLiteStorage",
         "Sampler",
@@ -186,11 +192,13 @@ def test_public_names_are_curated() -> None:
         "Study",
         "StudyLockedError",
         "StudyNotFoundError",
+        "ThreadExecutor",
         "ThreadTrial",
         "TooManyFailuresError",
         "Trial",
         "TrialState",
         "TrialStopped",
+        "WorkerLostError",
         "__version__",
         "create_study",
         "load_study",
@@ -198,7 +206,15 @@ def test_public_names_are_curated() -> None:
     assert sorted(aa.__all__) == sorted(expected)
     for name in aa.__all__:
         assert hasattr(aa, name)
-    for exc in (aa.ConfigError, aa.ReportError, aa.StateError, aa.StorageError, aa.TrialStopped):
+    for exc in (
+        aa.ConfigError,
+        aa.ReportError,
+        aa.StateError,
+        aa.StorageError,
+        aa.TrialStopped,
+        aa.WorkerLostError,
+        aa.RemoteError,
+    ):
         assert issubclass(exc, aa.AioAshbError)
     for exc in (
         aa.StudyLockedError,
