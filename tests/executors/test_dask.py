@@ -31,15 +31,17 @@ async def cluster() -> AsyncIterator[LocalCluster]:
         yield c
 
 
+def log_lines(log: Path) -> list[str]:
+    return log.read_text().splitlines() if log.exists() else []
+
+
 async def kill_a_busy_worker(log: Path, after_calls: int) -> int:
     """SIGKILL the worker process that just started a segment (it sleeps in it)."""
-    while True:
-        lines = log.read_text().splitlines() if log.exists() else []
-        if len(lines) >= after_calls:
-            pid = int(lines[-1].split()[3])
-            os.kill(pid, signal.SIGKILL)
-            return pid
+    while len(lines := log_lines(log)) < after_calls:  # noqa: ASYNC110 - workers write the log
         await anyio.sleep(0.01)
+    pid = int(lines[-1].split()[3])
+    os.kill(pid, signal.SIGKILL)
+    return pid
 
 
 @pytest.mark.asyncio
@@ -50,7 +52,11 @@ async def test_promotion_study_on_a_cluster_survives_a_killed_worker(
     url = f"sqlite:///{tmp_path / 's.db'}"
     log = tmp_path / "calls.log"
     study = await aa.create_study(
-        space=space(tmp_path, seconds=0.15), scheduler=SCHED, sampler=aa.RandomSampler(7), storage=url, name="d"
+        space=space(tmp_path, seconds=0.15),
+        scheduler=SCHED,
+        sampler=aa.RandomSampler(7),
+        storage=url,
+        name="d",
     )
     killed: list[int] = []
 
@@ -99,7 +105,9 @@ async def test_user_client_errors_and_cancellation(cluster: LocalCluster, tmp_pa
         # trial_timeout cancels the task's future; the study goes on.
         study = await aa.create_study(space=space(tmp_path), scheduler=SCHED)
         with anyio.fail_after(60):
-            await study.run(obj.sleep_forever, max_trials=1, executor=aa.DaskExecutor(client), trial_timeout=1)
+            await study.run(
+                obj.sleep_forever, max_trials=1, executor=aa.DaskExecutor(client), trial_timeout=1
+            )
         (t,) = study.trials
         assert t.state is aa.TrialState.FAILED and t.error and "trial_timeout=1" in t.error
 
@@ -108,7 +116,7 @@ async def test_user_client_errors_and_cancellation(cluster: LocalCluster, tmp_pa
 
         with pytest.raises(aa.ConfigError, match="DaskExecutor runs budget-style objectives"):
             await study.run(trial_style, executor=aa.DaskExecutor(client))
-    with pytest.raises(aa.ConfigError, match="a distributed.Client or a scheduler address"):
+    with pytest.raises(aa.ConfigError, match=r"a distributed\.Client or a scheduler address"):
         aa.DaskExecutor(42)  # type: ignore[arg-type]
 
 

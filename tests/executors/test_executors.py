@@ -60,7 +60,7 @@ async def check_study(study: aa.Study, log: Path, *, resumes: bool = True, redon
 async def run_small(
     tmp_path: Path, fn: Callable[..., Any], executor: aa.Executor | None, **kw: Any
 ) -> aa.Study:
-    tmp_path.mkdir(exist_ok=True)
+    tmp_path.mkdir(exist_ok=True)  # noqa: ASYNC240 - a test's scratch directory
     study = await aa.create_study(space=space(tmp_path), scheduler=SCHED, sampler=aa.RandomSampler(3))
     await study.run(fn, max_trials=12, concurrency=2, executor=executor, **kw)
     return study
@@ -113,7 +113,9 @@ async def test_stopping_mode_calls_once_per_milestone(tmp_path: Path) -> None:
 @pytest.mark.asyncio
 async def test_released_budget_trials_resume_from_their_stored_checkpoint(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 's.db'}"
-    study = await aa.create_study(space=space(tmp_path), scheduler=SCHED, sampler=aa.RandomSampler(5), storage=url)
+    study = await aa.create_study(
+        space=space(tmp_path), scheduler=SCHED, sampler=aa.RandomSampler(5), storage=url
+    )
     async with study:
         await study.run(obj.train, max_trials=15, concurrency=2, max_paused=0)
         await check_study(study, tmp_path / "calls.log")
@@ -138,10 +140,15 @@ async def test_process_trial_timeout_kills_its_process(tmp_path: Path) -> None:
         assert await executor.submit(obj.curve, 0.3, 1) == pytest.approx(1.3)
 
 
+def read_pid(marker: Path) -> int | None:
+    text = marker.read_text() if marker.exists() else ""
+    return int(text) if text else None
+
+
 async def kill_when_marked(marker: Path) -> int:
-    while not marker.exists() or not marker.read_text():
+    """SIGKILL the process whose pid appears in ``marker`` (written by another process)."""
+    while (pid := read_pid(marker)) is None:  # noqa: ASYNC110 - another process writes it
         await anyio.sleep(0.02)
-    pid = int(marker.read_text())
     os.kill(pid, signal.SIGKILL)
     return pid
 
@@ -173,7 +180,9 @@ async def test_remote_errors_and_bad_results_are_stored_with_the_trial(tmp_path:
     failed = [t for t in study.trials if t.state is aa.TrialState.FAILED]
     assert failed and all(t.params["x"] > 0.5 for t in failed)
     for t in failed:
-        assert t.error is not None and "RuntimeError: diverged at x=" in t.error and "objectives.py" in t.error
+        assert (
+            t.error is not None and "RuntimeError: diverged at x=" in t.error and "objectives.py" in t.error
+        )
     study = await aa.create_study(space=space(tmp_path), scheduler=SCHED)
     await study.run(obj.bad_checkpoint, max_trials=1, executor=aa.ProcessExecutor(1))
     (t,) = study.trials
@@ -201,8 +210,8 @@ async def test_objectives_an_executor_cannot_run_are_refused_up_front(tmp_path: 
         await study.run(sync_trial_style, max_trials=1, executor=aa.LoopExecutor())
     with pytest.raises(aa.ConfigError, match="is async"):
         await study.run(trial_style, max_trials=1, executor=aa.ThreadExecutor())
-    with pytest.raises(aa.ConfigError, match="one argument .a trial. or three"):
-        await study.run(lambda a, b: None, max_trials=1)  # type: ignore[arg-type,misc,return-value]
+    with pytest.raises(aa.ConfigError, match=r"one argument \(a trial\) or three"):
+        await study.run(lambda a, b: None, max_trials=1)  # type: ignore[arg-type]
     with pytest.raises(aa.ConfigError, match="executor must be an Executor"):
         await study.run(obj.train, max_trials=1, executor="processes")  # type: ignore[arg-type]
     with pytest.raises(aa.ConfigError, match="retries must be an integer >= 0, got -1"):
@@ -213,7 +222,7 @@ async def test_objectives_an_executor_cannot_run_are_refused_up_front(tmp_path: 
     with pytest.raises(aa.ConfigError, match="'fork' is unsafe"):
         aa.ProcessExecutor(1, start_method="fork")
     # A lambda cannot be sent to a process: the run ends with the reason, not 1 failure per trial.
-    with pytest.raises(aa.ConfigError, match="cannot send .* to a worker process"):
+    with pytest.raises(aa.ConfigError, match=r"cannot send .* to a worker process"):
         await study.run(lambda p, b, c: 0.0, max_trials=3, executor=aa.ProcessExecutor(1))
     assert not study.is_running
     # A function local to the test module is fine: pickled by reference.
@@ -226,7 +235,9 @@ async def test_objectives_an_executor_cannot_run_are_refused_up_front(tmp_path: 
 async def test_cancelled_run_kills_busy_workers_and_resumes_from_checkpoints(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 's.db'}"
     sp = space(tmp_path, seconds=0.2)
-    study = await aa.create_study(space=sp, scheduler=SCHED, sampler=aa.RandomSampler(1), storage=url, name="s")
+    study = await aa.create_study(
+        space=sp, scheduler=SCHED, sampler=aa.RandomSampler(1), storage=url, name="s"
+    )
     async with study:
         async with aa.ProcessExecutor(2) as executor:
             with anyio.move_on_after(1.5):
