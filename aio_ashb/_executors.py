@@ -25,8 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-import multiprocessing
-import multiprocessing.connection
 import os
 import pickle
 import signal
@@ -35,12 +33,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from functools import partial
 from types import TracebackType
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import anyio
 import anyio.to_thread
 
 from aio_ashb._exceptions import ConfigError, ObjectiveMisuse, RemoteError, StateError, WorkerLostError
+
+if TYPE_CHECKING:
+    import multiprocessing.connection
 
 __all__ = ["Executor", "LoopExecutor", "ProcessExecutor", "ThreadExecutor"]
 
@@ -247,6 +248,8 @@ class ProcessExecutor(Executor):
         if not isinstance(kill_grace, (int, float)) or not kill_grace >= 0:
             raise ConfigError(f"kill_grace must be a number >= 0, got {kill_grace!r}")
         self._max_workers = max_workers
+        import multiprocessing  # here: a study that never uses processes does not load it
+
         self._context: Any = multiprocessing.get_context(start_method)
         self._kill_grace = float(kill_grace)
         self._idle: list[_Worker] = []

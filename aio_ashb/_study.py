@@ -208,6 +208,9 @@ class _Run:
         self.budget_style = budget_style
         self.retries = retries
         self.retried: dict[int, int] = {}  # trial -> worker losses retried so far
+        # LoopExecutor.submit is exactly `await fn(trial)`: calling it directly saves a frame
+        # per call, about 7 % of a short trial's cost.
+        self.direct = type(executor) is LoopExecutor and not budget_style
         self.tg: TaskGroup  # the trials' task group, set when run() opens it
         self.durable = study._durability == "durable"
         self.dirty = anyio.Event()  # buffered durability: events wait for the flusher
@@ -472,7 +475,9 @@ class _Run:
     async def call(self, trial: Trial) -> str | None:
         """Run the objective; return the traceback if it raised."""
         try:
-            if self.budget_style:
+            if self.direct:
+                await self.objective(trial)  # type: ignore[arg-type,call-arg,misc]
+            elif self.budget_style:
                 await self.segments(trial)
             elif self.is_async:
                 await self.executor.submit(self.objective, trial)
