@@ -47,6 +47,7 @@ from aio_ashb._core import (
     TrialEnded,
     TrialInterrupted,
     TrialState,
+    check_value,
     sampler_from_dict,
 )
 from aio_ashb._exceptions import (
@@ -592,8 +593,10 @@ class _Run:
 class AskedJob:
     """Work handed out by :meth:`Study.ask`: train ``params`` from ``step`` up to ``target``.
 
-    ``checkpoint`` is the trial's last checkpoint (``None`` for a new trial or when none was
-    saved); report with :meth:`Study.tell` at ``target`` (or at steps in between).
+    ``checkpoint`` is the trial's last checkpoint and ``step`` the step it was saved at (``None``
+    and 0 for a new trial, or when no checkpoint was saved: then train from scratch; reports for
+    steps recorded before are accepted and ignored). Report with :meth:`Study.tell` at ``target``
+    (or at steps in between).
     """
 
     number: int
@@ -631,7 +634,8 @@ class Study:
         self._holder = f"pid {os.getpid()} on {socket.gethostname()} (runner {uuid.uuid4().hex[:8]})"
         self._lease_renewed: float | None = None  # ask/tell: when this study last took the lease
         self._run: _Run | None = None
-        self._asked: set[int] = set()
+        # Open ask() jobs: trial -> the step recorded before the job (tell() skips up to it).
+        self._asked: dict[int, int] = {}
         self._closed = False
 
     def __repr__(self) -> str:
@@ -940,13 +944,13 @@ class Study:
             if found is not None:
                 step, checkpoint = found
         frozen = core.frozen(job.number)
-        self._asked.add(job.number)
+        self._asked[job.number] = frozen.step
         await self._flush_if_durable()
         return AskedJob(
             number=job.number,
             params=frozen.params,
             bracket=frozen.bracket,
-            step=frozen.step if checkpoint is None else step,
+            step=step,  # where the checkpoint is; without one, training starts over
             target=core.target_of(job.number),
             checkpoint=checkpoint,
         )
@@ -964,12 +968,17 @@ class Study:
             raise StateError(f"trial {job.number} is not an open job of this study")
         await self._hold_lease()
         core = self._core
+        at = job.target if step is None else step
+        if at <= self._asked[job.number]:
+            # Retraining without a checkpoint: this step is recorded already (as in run()).
+            check_value(value)
+            return Decision.CONTINUE
         payload: Any = None
         if checkpoint is not None:  # prepared first: a checkpoint that fails changes nothing
             payload = await anyio.to_thread.run_sync(
                 _prepare_checkpoint, self._storage, job.number, materialize(checkpoint)
             )
-        ev = Reported(job.number, job.target if step is None else step, value, _now())
+        ev = Reported(job.number, at, value, _now())
         decision = core.apply(ev)
         assert decision is not None
         events: list[Event] = [ev]
@@ -978,7 +987,7 @@ class Study:
             core.apply(ck)
             events.append(ck)
         if decision is not Decision.CONTINUE:
-            self._asked.discard(job.number)
+            del self._asked[job.number]
         self._storage.append(self._name, events)
         if decision in (Decision.STOP, Decision.COMPLETE) and core.has_checkpoint(job.number):
             self._storage.drop_checkpoint(self._name, job.number)
@@ -993,7 +1002,7 @@ class Study:
         text = "".join(traceback.format_exception(error)) if isinstance(error, BaseException) else str(error)
         ev = TrialEnded(job.number, TrialState.FAILED, text, _now())
         self._core.apply(ev)
-        self._asked.discard(job.number)
+        del self._asked[job.number]
         self._storage.append(self._name, (ev,))
         await self._flush_if_durable()
 

@@ -139,9 +139,10 @@ async def amain(args: Any) -> None:
         ("processes", lambda w: plain(aa.ProcessExecutor(w))),
     ]
     try:
-        import distributed  # noqa: F401
+        import distributed
 
         executors.append(("dask", dask_executor))
+        print(f"Dask distributed {distributed.__version__}, LocalCluster of worker processes on loopback\n")
     except ImportError:
         print("dask: not installed (pip install -e '.[dask]')\n")
     rows = []

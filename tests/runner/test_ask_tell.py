@@ -42,3 +42,26 @@ async def test_ask_tell_failures_and_misuse() -> None:
         await study.tell(job2, "x")  # type: ignore[arg-type]
     with pytest.raises(aa.StateError, match="tell\\(\\) them first"):
         await study.run(lambda t: None, max_trials=1)
+
+
+@pytest.mark.asyncio
+async def test_ask_without_checkpoint_restarts_and_skips_recorded_steps() -> None:
+    """A promoted job with no checkpoint starts from 0; re-reporting steps recorded before is
+    accepted and ignored, as run() does for a trial called again."""
+    study = await aa.create_study(space=SPACE, scheduler=aa.ASHA(1, 9, 3), sampler=aa.RandomSampler(4))
+    for _ in range(20):
+        job = await study.ask()
+        if job.target > 1:
+            break
+        await study.tell(job, loss(job.params, 1))
+    else:
+        pytest.fail("no promotion in 20 asks")
+    assert job.step == 0 and job.checkpoint is None
+    first = (await study.learning_curve(job.number))[1]
+    assert await study.tell(job, 123.0, step=1) is aa.Decision.CONTINUE
+    assert (await study.learning_curve(job.number))[1] == first
+    with pytest.raises(aa.ReportError, match="got 'x'"):
+        await study.tell(job, "x", step=1)  # type: ignore[arg-type]
+    assert await study.tell(job, loss(job.params, 2), step=2) is aa.Decision.CONTINUE
+    assert await study.tell(job, loss(job.params, 3)) in (aa.Decision.PAUSE, aa.Decision.COMPLETE)
+    assert sorted(await study.learning_curve(job.number)) == [1, 2, 3]
