@@ -139,10 +139,12 @@ async def amain(args: Any) -> None:
         ("processes", lambda w: plain(aa.ProcessExecutor(w))),
     ]
     try:
-        import distributed
+        from importlib.metadata import version
+
+        import distributed  # noqa: F401
 
         executors.append(("dask", dask_executor))
-        print(f"Dask distributed {distributed.__version__}, LocalCluster of worker processes on loopback\n")
+        print(f"Dask distributed {version('distributed')}, LocalCluster of worker processes on loopback\n")
     except ImportError:
         print("dask: not installed (pip install -e '.[dask]')\n")
     rows = []
