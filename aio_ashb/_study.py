@@ -63,6 +63,8 @@ from aio_ashb._exceptions import (
     WorkerLostError,
 )
 from aio_ashb._executors import Executor, LoopExecutor, ThreadExecutor
+from aio_ashb._progress import Progress
+from aio_ashb._report import StudyStatus, status_of
 from aio_ashb._trial import ThreadTrial, Trial, materialize
 from aio_ashb.storage import MemoryStorage, Pickled, Storage
 from aio_ashb.storage._sqlite import parse_sqlite_url
@@ -236,6 +238,8 @@ class _Run:
         self.deferred: BaseException | None = None
         self.time_left: dict[int, float] = {}  # trial_timeout left by released trials
         self.last_seq = 0
+        self.reports = 0  # recorded in this run (progress display, status())
+        self.started = anyio.current_time()  # the loop's clock: virtual time in tests
 
     # -------------------------------------------------------------- dispatch (synchronous)
     def can_start(self) -> bool:
@@ -375,6 +379,7 @@ class _Run:
         stops or completes keeps its slot until its objective returns (it is still working)."""
         ev = Reported(live.number, step, value, _now())
         decision = self.core.apply(ev)
+        self.reports += 1
         self.last_seq = self.storage.append(self.name, (ev,))
         self.mark_dirty()
         if decision is Decision.CONTINUE:
@@ -717,6 +722,16 @@ class Study:
     def is_running(self) -> bool:
         return self._run is not None
 
+    def status(self) -> StudyStatus:
+        """A snapshot: trials by state, rung occupancy per bracket, the best trial, and while
+        ``run()`` is in progress the reports it recorded and its elapsed seconds. Costs
+        O(paused trials + rungs); ``.to_dict()`` is JSON-ready."""
+        run = self._run
+        if run is None:
+            return status_of(self._name, self._core)
+        elapsed = anyio.current_time() - run.started
+        return status_of(self._name, self._core, reports=run.reports, elapsed=elapsed)
+
     async def learning_curve(self, number: int) -> dict[int, float]:
         """Every value trial ``number`` reported, as ``{step: value}``."""
         self._check_usable()
@@ -761,6 +776,7 @@ class Study:
         trial_timeout: float | None = None,
         max_failures: int | None = None,
         callbacks: Iterable[Callback] = (),
+        progress: bool = False,
     ) -> None:
         """Run trials of ``objective`` until the study is done, then return.
 
@@ -783,7 +799,8 @@ class Study:
         ``trial_timeout`` fails a trial that runs (paused time excluded) longer than that.
         After ``max_failures`` failed trials the run stops and raises
         :class:`TooManyFailuresError`. ``callbacks`` are called with ``(study, trial)`` for each
-        trial that finishes.
+        trial that finishes. ``progress=True`` shows live progress on stderr: a table redrawn in
+        place on a terminal (with ``rich`` installed), a line every 5 s otherwise.
 
         When ``run()`` returns, no trial is running and trials still paused are STOPPED. If it is
         cancelled, running trials are INTERRUPTED (with a last checkpoint if they gave one),
@@ -849,6 +866,8 @@ class Study:
         try:
             async with anyio.create_task_group() as services:
                 services.start_soon(self._heartbeat, run)
+                if progress:
+                    services.start_soon(Progress(self, max_trials=max_trials).run)
                 if not run.durable:
                     services.start_soon(self._flusher, run)
                 async with anyio.create_task_group() as tg:

@@ -1,96 +1,255 @@
-"""The ``aio-ashb`` command (also ``python -m aio_ashb``)."""
+"""The ``aio-ashb`` command (also ``python -m aio_ashb``).
+
+``demo`` runs a real tuning job; the other commands read a study file, never write it, and are
+safe while a study runs in another process (they open the database read-only). Every error is
+one line on stderr and a non-zero exit code: 2 for bad usage, 1 for anything else.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
+import io
+import json
 import math
 import sys
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import anyio
 
 import aio_ashb as aa
-
-_OFFSETS = {"a": 0.0, "b": 0.1, "c": 0.2, "d": 0.3}
-
-
-def _curve(params: dict[str, Any], step: int) -> float:
-    f = (math.log10(params["lr"]) + 2) ** 2 / 4 + (params["x"] - 0.3) ** 2 + _OFFSETS[params["c"]]
-    g = 1 + params["x"] + 0.5 * abs(math.log10(params["lr"]) + 2)
-    return float(f + g / math.sqrt(step))
+from aio_ashb._progress import status_line
+from aio_ashb._report import StudyStatus, trial_row
 
 
-async def _demo(trials: int, concurrency: int, seed: int, step_time: float, db: str) -> int:
-    """A synthetic tuning job: each step "trains" for ``step_time`` seconds, like a remote call."""
-    space = {
-        "lr": aa.Float(1e-4, 1.0, log=True),
-        "x": aa.Float(0.0, 1.0),
-        "c": aa.Categorical(["a", "b", "c", "d"]),
-    }
-    study = await aa.create_study(
-        space=space,
-        scheduler=aa.ASHA(min_resource=1, max_resource=27, reduction_factor=3),
-        sampler=aa.RandomSampler(seed),
-        name="demo",
-        storage=f"sqlite:///{db}",
-        load_if_exists=True,  # re-running the demo resumes it
-    )
+class CliError(Exception):
+    """A one-line error for the user (exit code 1)."""
 
-    async def objective(trial: aa.Trial) -> None:
-        async for step in trial.steps():
-            await anyio.sleep(step_time)
-            await trial.report(_curve(trial.params, step))
 
-    t0 = time.perf_counter()
+# ---------------------------------------------------------------------------------- reading
+async def _open_study(db: str, name: str | None) -> aa.Study:
+    """The study ``name`` of ``db`` (or its only study), opened read-only."""
+    if not await anyio.Path(db).exists():
+        raise CliError(f"no such file: {db}")
+    storage = aa.SQLiteStorage(db, readonly=True)
+    try:
+        await storage.open()
+        if name is None:
+            names = [s.name for s in await storage.list_studies()]
+            if not names:
+                raise CliError(f"{db} holds no studies")
+            if len(names) > 1:
+                raise CliError(f"{db} holds {len(names)} studies ({', '.join(names)}); name one of them")
+            name = names[0]
+        return await aa.load_study(name=name, storage=storage)
+    except BaseException:
+        await storage.close()
+        raise
 
-    def progress_line() -> str:
-        counts = study.counts
-        best = study.best_trial
-        best_text = "-"
-        if best is not None:
-            best_text = f"{best.rung_values[best.resource]:.4f} (trial {best.number}, r={best.resource})"
-        return (
-            f"[{time.perf_counter() - t0:6.1f}s] started {len(study.trials)}/{trials}  "
-            f"running {counts[aa.TrialState.RUNNING]}  paused {counts[aa.TrialState.PAUSED]}  "
-            f"complete {counts[aa.TrialState.COMPLETE]}  rungs {[n for _, n in study.rungs[0]]}  "
-            f"best {best_text}"
+
+async def _with_study(db: str, name: str | None, fn: Callable[[aa.Study], Coroutine[Any, Any, int]]) -> int:
+    study = await _open_study(db, name)
+    try:
+        return await fn(study)
+    finally:
+        try:
+            await study.close()
+        finally:
+            await study.storage.close()
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.6g}" if math.isfinite(v) else str(v)
+    return str(v)
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    cells = [[_fmt(r[c]) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in cells]
+    return "\n".join(lines)
+
+
+def _status_text(st: StudyStatus) -> str:
+    out = [f"study {st.name!r} ({st.direction.value}): {st.trials} trials"]
+    out.append("  " + ", ".join(f"{s.value} {n}" for s, n in st.states.items() if n) if st.trials else "  -")
+    out.append(f"  running {st.running}, paused {st.paused}")
+    for r in st.rungs:
+        waiting = f", {r.waiting} paused here" if r.waiting else ""
+        out.append(
+            f"  bracket {r.bracket} rung {r.rung} (resource {r.milestone}): {r.results} results{waiting}"
         )
-
-    async def report_progress() -> None:
-        while True:
-            await anyio.sleep(1.0)
-            print(progress_line(), flush=True)
-
-    async with study:
-        done = len(study.trials)
-        print(
-            f"aio_ashb demo: {trials} trials, concurrency {concurrency}, ASHA rungs 1-3-9-27, "
-            f"state in {db}" + (f" (resuming: {done} trials already there)" if done else "")
+    if st.best is not None:
+        b = st.best
+        out.append(
+            f"  best: trial {b.number}, value {_fmt(b.rung_values[b.resource])} at resource {b.resource}"
         )
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(report_progress)
-            await study.run(objective, max_trials=trials, concurrency=concurrency)
-            tg.cancel_scope.cancel()
-        print(progress_line())
-        print("\nLeaderboard (best at the highest rung):")
-        top = sorted(
-            (t for t in study.trials if t.resource > 0),
-            key=lambda t: (-t.resource, t.rung_values[t.resource]),
-        )[:5]
-        print(f"{'trial':>5}  {'resource':>8}  {'loss':>8}  params")
-        for t in top:
-            params = ", ".join(
-                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t.params.items()
+        out.append(f"        {json.dumps(b.params)}")
+    else:
+        out.append("  best: - (no trial has reached a milestone yet)")
+    return "\n".join(out)
+
+
+async def _studies(db: str) -> int:
+    if not await anyio.Path(db).exists():
+        raise CliError(f"no such file: {db}")
+    async with aa.SQLiteStorage(db, readonly=True) as storage:
+        infos = await storage.list_studies()
+        rows = []
+        for info in infos:
+            study = await aa.load_study(name=info.name, storage=storage)
+            st = study.status()
+            rows.append(
+                {
+                    "name": info.name,
+                    "trials": st.trials,
+                    "running": st.running,
+                    "best": st.best.rung_values[st.best.resource] if st.best else None,
+                    "direction": st.direction.value,
+                }
             )
-            print(f"{t.number:>5}  {t.resource:>8}  {t.rung_values[t.resource]:>8.4f}  {params}")
-        counts = {s.value: n for s, n in study.counts.items() if n}
-        print(f"\nstates: {counts}")
+    print(_table(rows, ["name", "trials", "running", "best", "direction"]) if rows else f"{db}: no studies")
     return 0
 
 
+async def _status(study: aa.Study, fmt: str) -> int:
+    st = study.status()
+    if fmt == "json":
+        print(json.dumps(st.to_dict(), indent=2))
+    elif fmt == "line":
+        print(status_line(st))
+    else:
+        print(_status_text(st))
+    return 0
+
+
+def _rows(study: aa.Study, state: str | None) -> tuple[list[dict[str, Any]], list[str]]:
+    names = list(study.space)
+    rows = [trial_row(t, names) for t in study.trials if state is None or t.state.value == state]
+    columns = ["number", "state", "bracket", "resource", "value", "step", *[f"params.{n}" for n in names]]
+    return rows, columns
+
+
+async def _trials(study: aa.Study, fmt: str, state: str | None, sort: str) -> int:
+    rows, columns = _rows(study, state)
+    if sort == "value":
+        sign = -1 if study.direction is aa.Direction.MAXIMIZE else 1
+
+        def key(r: dict[str, Any]) -> tuple[float, float, int]:
+            v = r["value"]
+            bad = v is None or not math.isfinite(v)
+            return (-r["resource"], math.inf if bad else sign * v, r["number"])
+
+        rows.sort(key=key)
+    if fmt == "json":
+        print(json.dumps(rows, indent=2, default=str))
+    elif fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=[*columns, "last_value", "error"], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        print(buf.getvalue(), end="")
+    else:
+        print(_table(rows, columns) if rows else "no trials")
+    return 0
+
+
+async def _best(study: aa.Study, fmt: str) -> int:
+    best = study.best_trial
+    if best is None:
+        raise CliError(f"study {study.name!r} has no trial at a milestone yet")
+    row = trial_row(best, list(study.space))
+    if fmt == "json":
+        print(json.dumps({**row, "params": best.params, "rung_values": best.rung_values}, indent=2))
+    else:
+        value = _fmt(row["value"])
+        print(f"trial {best.number} ({best.state.value}): value {value} at resource {best.resource}")
+        for k, v in best.params.items():
+            print(f"  {k} = {_fmt(v)}")
+    return 0
+
+
+async def _plot(study: aa.Study, output: str) -> int:
+    from aio_ashb import plots
+
+    data = await plots.collect(study)
+    path = plots.draw(data, output)
+    print(f"wrote {path}")
+    return 0
+
+
+async def _export(study: aa.Study, output: str | None) -> int:
+    """Everything recorded, as one JSON document: configuration, trials, every report."""
+    from aio_ashb._report import curves_from_events
+
+    info = await study.storage.get_study(study.name)
+    curves = curves_from_events(await study.storage.read_events(study.name))
+    trials = []
+    for t in study.trials:
+        c = curves.get(t.number)
+        trials.append(
+            {
+                "number": t.number,
+                "state": t.state.value,
+                "bracket": t.bracket,
+                "params": t.params,
+                "resource": t.resource,
+                "rung_values": {str(k): v for k, v in t.rung_values.items()},
+                "reports": []
+                if c is None
+                else [list(r) for r in zip(c.steps, c.values, c.times, strict=True)],
+                "error": t.error,
+            }
+        )
+    doc = {"name": study.name, "created": info.created, "config": info.config, "trials": trials}
+    text = json.dumps(doc, indent=1, default=str)
+    if output is None or output == "-":
+        print(text)
+    else:
+        await anyio.Path(output).write_text(text + "\n")
+        print(f"wrote {output}: {len(trials)} trials")
+    return 0
+
+
+# ---------------------------------------------------------------------------------- demo
+async def _demo(trials: int, concurrency: int, seed: int, max_epochs: int, db: str, progress: bool) -> int:
+    from aio_ashb import demo
+
+    demo.load_digits_split()  # fails here, in one line, if scikit-learn is missing
+    study = await aa.create_study(
+        space=demo.SPACE,
+        scheduler=demo.scheduler(max_epochs),
+        sampler=aa.RandomSampler(seed),
+        name="digits-mlp",
+        storage=f"sqlite:///{db}",
+        load_if_exists=True,  # re-running the demo resumes it
+    )
+    async with study:
+        done = len(study.trials)
+        print(
+            f"aio_ashb demo: an MLP on scikit-learn's digits, {trials} trials, concurrency {concurrency}, "
+            f"ASHA rungs {'-'.join(map(str, study.scheduler.milestones))} epochs, state in {db}"
+            + (f" (resuming: {done} trials already there)" if done else ""),
+            flush=True,
+        )
+        await study.run(demo.objective, max_trials=trials, concurrency=concurrency, progress=progress)
+        print(status_line(study.status(), trials))  # final states: paused trials are STOPPED now
+        print("\nLeaderboard (best at the highest rung; value = validation error):")
+        rows, _ = _rows(study, None)
+        rows = sorted((r for r in rows if r["value"] is not None), key=lambda r: (-r["resource"], r["value"]))
+        names = list(study.space)
+        print(_table(rows[:8], ["number", "resource", "value", *[f"params.{n}" for n in names]]))
+        print(f"\nInspect it: aio-ashb status {db}; aio-ashb trials {db}; aio-ashb plot {db} -o demo.png")
+    return 0
+
+
+# ---------------------------------------------------------------------------------- parsing
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -101,45 +260,73 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
-
-
-def main(argv: Sequence[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aio-ashb", description="Asynchronous Successive Halving for asyncio."
     )
-    sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="run a small synthetic tuning job and print the leaderboard")
-    demo.add_argument("--trials", type=_positive_int, default=300, help="number of trials (default 300)")
-    demo.add_argument("--concurrency", type=_positive_int, default=16, help="trials at once (default 16)")
-    demo.add_argument("--seed", type=int, default=1, help="sampler seed (default 1)")
-    demo.add_argument(
-        "--db", default="aio_ashb_demo.db", help="SQLite file for the study (default ./aio_ashb_demo.db)"
-    )
-    demo.add_argument(
-        "--step-time",
-        type=_non_negative_float,
-        default=0.02,
-        help="simulated seconds per training step (default 0.02)",
-    )
-    args = parser.parse_args(argv)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    demo = sub.add_parser("demo", help="tune an MLP on scikit-learn's digits (about two minutes)")
+    demo.add_argument("--trials", type=_positive_int, default=1000, help="trials in the study (default 1000)")
+    demo.add_argument("--concurrency", type=_positive_int, default=4, help="trials at once (default 4)")
+    demo.add_argument("--max-epochs", type=_positive_int, default=81, help="the top rung (default 81)")
+    demo.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
+    demo.add_argument("--db", default="aio_ashb_demo.db", help="SQLite file (default ./aio_ashb_demo.db)")
+    demo.add_argument("--no-progress", action="store_true", help="no live progress display")
+
+    def reader(name: str, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help)
+        p.add_argument("db", metavar="DB", help="a study file (SQLite)")
+        if name != "studies":
+            p.add_argument(
+                "study", metavar="STUDY", nargs="?", help="the study's name (default: the only one)"
+            )
+        return p
+
+    reader("studies", "list the studies in a file")
+    p = reader("status", "trials by state, rung occupancy, best so far")
+    p.add_argument("--format", choices=["text", "json", "line"], default="text")
+    p = reader("trials", "every trial, as a table, CSV or JSON")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument("--state", choices=[s.value for s in aa.TrialState], help="only trials in this state")
+    p.add_argument("--sort", choices=["number", "value"], default="number", help="value: best first")
+    p = reader("best", "the best trial (at the highest rung reached)")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p = reader("plot", "learning curves, best so far and rung occupancy, as a PNG")
+    p.add_argument("-o", "--output", required=True, metavar="FILE.png")
+    p = reader("export", "everything recorded (configuration, trials, every report) as JSON")
+    p.add_argument("-o", "--output", metavar="FILE", help="default: standard output")
+    return parser
+
+
+async def _dispatch(args: argparse.Namespace) -> int:
+    cmd = args.command
+    if cmd == "demo":
+        return await _demo(
+            args.trials, args.concurrency, args.seed, args.max_epochs, args.db, progress=not args.no_progress
+        )
+    if cmd == "studies":
+        return await _studies(args.db)
+    actions: dict[str, Callable[[aa.Study], Coroutine[Any, Any, int]]] = {
+        "status": lambda s: _status(s, args.format),
+        "trials": lambda s: _trials(s, args.format, args.state, args.sort),
+        "best": lambda s: _best(s, args.format),
+        "plot": lambda s: _plot(s, args.output),
+        "export": lambda s: _export(s, args.output),
+    }
+    return await _with_study(args.db, args.study, actions[cmd])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)  # bad usage: argparse prints one line and exits with 2
     try:
-        if args.command == "demo":
-            return asyncio.run(_demo(args.trials, args.concurrency, args.seed, args.step_time, args.db))
-    except aa.AioAshbError as exc:
-        print(f"aio-ashb: error: {exc}", file=sys.stderr)
-        return 2
+        return asyncio.run(_dispatch(args))
+    except (CliError, aa.AioAshbError, OSError) as exc:
+        text = str(exc).strip().splitlines()
+        print(f"aio-ashb: error: {text[0] if text else type(exc).__name__}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
-        print("aio-ashb: interrupted", file=sys.stderr)
+        print("aio-ashb: interrupted (the study is saved; run the same command to resume)", file=sys.stderr)
         return 130
-    return 0  # pragma: no cover - argparse rejects unknown commands
 
 
 if __name__ == "__main__":  # pragma: no cover

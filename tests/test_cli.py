@@ -1,33 +1,150 @@
+"""The aio-ashb command: the demo, every reading command (also while another process writes),
+and each error path's message and exit code."""
+
 from __future__ import annotations
 
+import asyncio
+import csv
+import io
+import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
+import aio_ashb as aa
 from aio_ashb.cli import main
+from tests.runner.conftest import SPACE, loss
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_demo_runs_resumes_and_prints_a_leaderboard(
+def make_study(db: Path, name: str = "s", trials: int = 30) -> None:
+    async def go() -> None:
+        study = await aa.create_study(
+            space=SPACE,
+            scheduler=aa.ASHA(1, 9, 3),
+            sampler=aa.RandomSampler(1),
+            storage=f"sqlite:///{db}",
+            name=name,
+        )
+
+        async def objective(trial: aa.Trial) -> None:
+            async for step in trial.steps():
+                await trial.report(loss(trial.params, step))
+
+        async with study:
+            await study.run(objective, max_trials=trials, concurrency=4)
+
+    asyncio.run(go())
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_demo_trains_resumes_and_prints_a_leaderboard(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     db = str(tmp_path / "demo.db")
-    assert main(["demo", "--trials", "30", "--concurrency", "4", "--step-time", "0", "--db", db]) == 0
-    out = capsys.readouterr().out
-    assert "Leaderboard" in out and "started 30/30" in out
-    assert main(["demo", "--trials", "40", "--concurrency", "4", "--step-time", "0", "--db", db]) == 0
-    out = capsys.readouterr().out
-    assert "resuming: 30 trials already there" in out and "started 40/40" in out
+    small = ["--max-epochs", "9", "--concurrency", "2", "--db", db]
+    code, out, err = run_cli(capsys, "demo", "--trials", "10", *small)
+    assert code == 0, err
+    assert "Leaderboard" in out and "trials 10/10" in out and "params.hidden" in out
+    assert "trials" in err  # progress lines (not a terminal: plain lines on stderr)
+    code, out, _ = run_cli(capsys, "demo", "--trials", "14", "--no-progress", *small)
+    assert code == 0
+    assert "resuming: 10 trials already there" in out and "trials 14/14" in out
+
+
+def test_reading_commands_on_a_finished_study(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    make_study(db)
+    code, out, _ = run_cli(capsys, "studies", str(db))
+    assert code == 0 and out.splitlines()[1].split()[:2] == ["s", "30"]
+
+    code, out, _ = run_cli(capsys, "status", str(db))
+    assert code == 0
+    assert "study 's' (minimize): 30 trials" in out and "bracket 0 rung 0 (resource 1): 30 results" in out
+    code, out, _ = run_cli(capsys, "status", str(db), "s", "--format", "json")
+    status = json.loads(out)
+    assert status["trials"] == 30 and status["states"]["running"] == 0
+    assert [r["milestone"] for r in status["rungs"]] == [1, 3, 9]
+
+    code, out, _ = run_cli(capsys, "trials", str(db), "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0 and len(rows) == 30 and {"number", "state", "value", "params.lr"} <= set(rows[0])
+    code, out, _ = run_cli(
+        capsys, "trials", str(db), "--format", "json", "--sort", "value", "--state", "complete"
+    )
+    ranked = json.loads(out)
+    assert ranked and all(r["state"] == "complete" for r in ranked)
+    assert [r["value"] for r in ranked] == sorted(r["value"] for r in ranked)
+    code, out, _ = run_cli(capsys, "trials", str(db))
+    assert code == 0 and len(out.splitlines()) == 31
+
+    code, out, _ = run_cli(capsys, "best", str(db), "--format", "json")
+    best = json.loads(out)
+    assert best["resource"] == 9 and set(best["params"]) == {"lr", "x", "c"}
+    for row in rows:
+        if row["resource"] == "9":
+            assert float(row["value"]) >= best["value"]
+
+    png = tmp_path / "s.png"
+    code, out, _ = run_cli(capsys, "plot", str(db), "-o", str(png))
+    assert code == 0 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+    code, out, _ = run_cli(capsys, "export", str(db))
+    doc = json.loads(out)
+    assert doc["name"] == "s" and len(doc["trials"]) == 30 and doc["config"]["scheduler"]["max_resource"] == 9
+    t0 = doc["trials"][0]
+    assert [r[0] for r in t0["reports"]] == list(range(1, t0["resource"] + 1)) or t0["state"] != "complete"
+    assert all(len(r) == 3 for t in doc["trials"] for r in t["reports"])
+
+
+def test_reading_while_another_process_writes(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    db, ack = tmp_path / "live.db", tmp_path / "ack"
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tests.storage.crash_child", str(db), str(ack), "200", "0.01"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+        deadline = time.monotonic() + 30
+        while not ack.exists() or len(ack.read_text().splitlines()) < 20:
+            assert time.monotonic() < deadline and child.poll() is None
+            time.sleep(0.02)
+        seen = []
+        for argv in (["status"], ["trials", "--format", "csv"], ["best"], ["export"], ["studies"]):
+            code, out, err = run_cli(capsys, argv[0], str(db), *argv[1:])
+            assert code == 0, err
+            seen.append(child.poll() is None)
+        code, out, _ = run_cli(capsys, "status", str(db), "--format", "json")
+        assert json.loads(out)["trials"] >= 1
+        assert seen[0], "the writer finished before the reads: make it slower"
+    finally:
+        child.kill()
+        child.wait()
+        if child.stdout is not None:
+            child.stdout.close()
 
 
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
         (["demo", "--trials", "0"], "expected a positive integer, got '0'"),
-        (["demo", "--step-time", "x"], "expected a number >= 0, got 'x'"),
+        (["status"], "the following arguments are required: DB"),
+        (["trials", "x.db", "--format", "xml"], "invalid choice: 'xml'"),
         (["nope"], "invalid choice"),
     ],
 )
-def test_bad_options_exit_with_one_line(
+def test_bad_usage_exits_2_with_one_line(
     argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit) as exc:
@@ -36,7 +153,39 @@ def test_bad_options_exit_with_one_line(
     assert message in capsys.readouterr().err
 
 
-def test_library_errors_are_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    assert main(["demo", "--seed", "-1", "--trials", "2", "--db", str(tmp_path / "d.db")]) == 2
-    err = capsys.readouterr().err
-    assert err.strip() == "aio-ashb: error: seed must be a non-negative integer or None, got -1"
+def test_errors_are_one_line_and_exit_1(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def error(*argv: str) -> str:
+        code, out, err = run_cli(capsys, *argv)
+        assert code == 1 and out == ""
+        assert len(err.splitlines()) == 1 and err.startswith("aio-ashb: error: ")
+        return err.strip().removeprefix("aio-ashb: error: ")
+
+    missing = str(tmp_path / "missing.db")
+    for cmd in ("studies", "status", "trials", "best", "export"):
+        assert error(cmd, missing) == f"no such file: {missing}"
+    db = tmp_path / "two.db"
+    make_study(db, "a", trials=3)
+    make_study(db, "b", trials=3)
+    assert error("status", str(db)) == f"{db} holds 2 studies (a, b); name one of them"
+    assert error("status", str(db), "c") == f"no study named 'c' in {db}"
+    text = tmp_path / "notes.txt"
+    text.write_text("hello, not a database\n" * 100)
+    assert "not" in error("status", str(text))
+    empty = tmp_path / "empty.db"
+    asyncio.run(_create_empty(empty))
+    assert error("best", str(empty)) == "study 'e' has no trial at a milestone yet"
+    assert error("demo", "--seed", "-1", "--trials", "2", "--db", str(tmp_path / "d.db")) == (
+        "seed must be a non-negative integer or None, got -1"
+    )
+    assert error("export", str(db), "a", "-o", str(tmp_path / "no" / "dir.json")).startswith("[Errno 2]")
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    assert error("plot", str(db), "a", "-o", str(tmp_path / "p.png")) == (
+        'plots need matplotlib: pip install "aio_ashb[plot]"'
+    )
+
+
+async def _create_empty(db: Path) -> None:
+    study = await aa.create_study(space=SPACE, storage=f"sqlite:///{db}", name="e")
+    await study.close()

@@ -516,6 +516,9 @@ class SQLiteStorage(Storage):
         return self._durable
 
     async def flush(self, seq: int | None = None) -> None:
+        if self.readonly and not self._pending:
+            self._db()  # nothing can be pending on a read-only file: only check it is open
+            return
         conn = self._writable()
         target = self._seq if seq is None else seq
         while self._durable < target or (seq is None and self._pending):

@@ -1,0 +1,154 @@
+"""Plots of a study: learning curves coloured by the highest rung reached, best value so far
+against wall-clock time, and rung occupancy.
+
+Data and drawing are separate: :func:`collect` reads what a plot needs from a study, the
+``*_series`` functions turn it into plain lists (tested without matplotlib), and :func:`draw`
+renders a PNG with matplotlib, the optional ``plot`` extra (``pip install "aio_ashb[plot]"``),
+imported only when drawing::
+
+    data = await aio_ashb.plots.collect(study)
+    aio_ashb.plots.draw(data, "study.png")
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aio_ashb._core import Direction
+from aio_ashb._exceptions import MissingDependencyError
+from aio_ashb._report import StudyStatus, TrialCurve, curves_from_events
+
+if TYPE_CHECKING:
+    from aio_ashb._study import Study
+
+__all__ = [
+    "CurveSeries",
+    "PlotData",
+    "best_so_far_series",
+    "collect",
+    "curve_series",
+    "draw",
+    "rung_series",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class PlotData:
+    """What the plots need: the study's status, every trial's reports, its milestones."""
+
+    status: StudyStatus
+    curves: dict[int, TrialCurve]
+    milestones: list[list[int]]  # per bracket
+
+
+@dataclass(frozen=True, slots=True)
+class CurveSeries:
+    """One trial's learning curve and the highest rung (index in its bracket) it reached;
+    -1 when it reached none."""
+
+    number: int
+    bracket: int
+    steps: list[int]
+    values: list[float]
+    top_rung: int
+
+
+async def collect(study: Study) -> PlotData:
+    """Read the study's event log (one query) and its current status."""
+    events = await study.storage.read_events(study.name)
+    scheduler = study.scheduler
+    milestones = [list(scheduler.bracket_milestones(b)) for b in range(scheduler.n_brackets)]
+    return PlotData(study.status(), curves_from_events(events), milestones)
+
+
+def curve_series(data: PlotData) -> list[CurveSeries]:
+    out = []
+    for c in data.curves.values():
+        reached = max(c.steps, default=0)
+        ms = data.milestones[c.bracket]
+        top = max((k for k, m in enumerate(ms) if m <= reached), default=-1)
+        out.append(CurveSeries(c.number, c.bracket, list(c.steps), list(c.values), top))
+    return out
+
+
+def best_so_far_series(data: PlotData) -> tuple[list[float], list[float]]:
+    """(seconds since the first report, best value reported so far) at each improvement, and at
+    the last report (so the line spans the whole run). NaN and infinite values never count."""
+    sign = 1.0 if data.status.direction is Direction.MINIMIZE else -1.0
+    reports = sorted((t, v) for c in data.curves.values() for t, v in zip(c.times, c.values, strict=True))
+    times: list[float] = []
+    best: list[float] = []
+    if not reports:
+        return times, best
+    t0 = reports[0][0]
+    current = math.inf
+    for t, v in reports:
+        if math.isfinite(v) and sign * v < current:
+            current = sign * v
+            times.append(t - t0)
+            best.append(v)
+    last = reports[-1][0] - t0
+    if best and times[-1] < last:
+        times.append(last)
+        best.append(best[-1])
+    return times, best
+
+
+def rung_series(data: PlotData) -> list[tuple[str, int, int]]:
+    """Per rung: (label, results recorded, paused trials waiting there)."""
+    many = len(data.milestones) > 1
+    return [
+        (f"b{r.bracket} r={r.milestone}" if many else f"r={r.milestone}", r.results, r.waiting)
+        for r in data.status.rungs
+    ]
+
+
+def draw(data: PlotData, path: str | Path) -> Path:
+    """Render the three plots side by side into a PNG at ``path``; returns the path."""
+    try:
+        from matplotlib import colormaps
+        from matplotlib.figure import Figure
+    except ImportError as exc:
+        raise MissingDependencyError('plots need matplotlib: pip install "aio_ashb[plot]"') from exc
+    fig = Figure(figsize=(16, 4.8), layout="constrained")
+    ax_curves, ax_best, ax_rungs = fig.subplots(1, 3)
+    series = curve_series(data)
+    n_rungs = max((len(ms) for ms in data.milestones), default=1)
+    cmap = colormaps["viridis"]
+    # Lower rungs first, so the few trials that went far are drawn on top.
+    for s in sorted(series, key=lambda s: s.top_rung):
+        level = (s.top_rung + 1) / n_rungs
+        colour: Any = cmap(level)
+        marker = "." if len(s.steps) == 1 else None  # stopped at the first rung: one point
+        ax_curves.plot(
+            s.steps, s.values, color=colour, marker=marker, linewidth=0.8, alpha=0.35 + 0.65 * level
+        )
+    for m in sorted({m for ms in data.milestones for m in ms}):
+        ax_curves.axvline(m, color="grey", linestyle=":", linewidth=0.8)
+    for k in range(n_rungs):
+        ax_curves.plot([], [], color=cmap((k + 1) / n_rungs), label=f"reached rung {k}")
+    ax_curves.legend(fontsize="small")
+    ax_curves.set_xscale("log")
+    ax_curves.set_xlabel("resource (log scale; dotted: rung milestones)")
+    ax_curves.set_ylabel("reported value")
+    ax_curves.set_title("Learning curves, coloured by highest rung")
+    times, best = best_so_far_series(data)
+    if times:
+        ax_best.step(times, best, where="post")
+    ax_best.set_xlabel("wall-clock seconds since the first report")
+    ax_best.set_ylabel(f"best value so far ({data.status.direction.value})")
+    ax_best.set_title("Best so far")
+    rungs = rung_series(data)
+    labels = [r[0] for r in rungs]
+    ax_rungs.bar(labels, [r[1] for r in rungs], label="results recorded")
+    ax_rungs.bar(labels, [r[2] for r in rungs], label="paused, waiting", alpha=0.8)
+    ax_rungs.set_yscale("log")
+    ax_rungs.set_title("Rung occupancy")
+    ax_rungs.legend()
+    ax_rungs.tick_params(axis="x", labelrotation=45)
+    out = Path(path)
+    fig.savefig(out, dpi=100)
+    return out
