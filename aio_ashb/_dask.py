@@ -4,13 +4,14 @@ DaskExecutor is created."""
 
 from __future__ import annotations
 
+import traceback
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from aio_ashb._exceptions import ConfigError, MissingDependencyError, WorkerLostError
+from aio_ashb._exceptions import ConfigError, MissingDependencyError, RemoteError, StateError, WorkerLostError
 from aio_ashb._executors import Executor, _describe
 
 if TYPE_CHECKING:
@@ -33,8 +34,9 @@ class DaskExecutor(Executor):
     """Runs budget-style functions as tasks on a Dask cluster.
 
     ``DaskExecutor("tcp://scheduler:8786")`` connects (and later disconnects) a client of its
-    own; ``DaskExecutor(client)`` uses yours, which must be asynchronous
-    (``await Client(address, asynchronous=True)``, created on the study's loop) and stays open.
+    own, giving up after ``connect_timeout`` seconds; ``DaskExecutor(client)`` uses yours,
+    which must be asynchronous (``await Client(address, asynchronous=True)``, created on the
+    study's loop) and stays open.
 
     Functions and arguments are pickled by Dask (cloudpickle), so functions defined in a script
     work too. The workers need the packages your function imports, not aio_ashb.
@@ -49,7 +51,7 @@ class DaskExecutor(Executor):
 
     runs_trials = False
 
-    def __init__(self, client_or_address: Client | str) -> None:
+    def __init__(self, client_or_address: Client | str, *, connect_timeout: float = 30.0) -> None:
         self._dist = _distributed()
         if isinstance(client_or_address, str):
             self._address: str | None = client_or_address
@@ -62,12 +64,13 @@ class DaskExecutor(Executor):
                 f"DaskExecutor takes a distributed.Client or a scheduler address, got {client_or_address!r}"
             )
         self._owns_client = self._client is None
+        self._connect_timeout = connect_timeout
         self._workers = 1
 
     @property
     def client(self) -> Client:
         if self._client is None:
-            raise ConfigError("DaskExecutor is not started")
+            raise StateError("DaskExecutor is not started")
         client: Client = self._client
         return client
 
@@ -75,24 +78,32 @@ class DaskExecutor(Executor):
     def workers(self) -> int:
         return self._workers
 
-    async def start(self) -> None:
-        await super().start()
-        if self._client is None:
-            self._client = await self._dist.Client(self._address, asynchronous=True)
+    async def _open(self) -> None:
+        if self._owns_client:
+            try:
+                self._client = await self._dist.Client(
+                    self._address, asynchronous=True, timeout=self._connect_timeout
+                )
+            except (OSError, TimeoutError) as exc:
+                raise ConfigError(f"cannot connect to the Dask scheduler at {self._address}: {exc}") from exc
         elif not self._client.asynchronous:
             raise ConfigError(
                 "DaskExecutor needs an asynchronous client on this event loop: "
                 "await Client(address, asynchronous=True), or pass the address instead"
             )
-        threads = await self._client.nthreads()
+        try:
+            threads = await self._client.nthreads()
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._close()
+            raise
         self._workers = max(1, sum(threads.values()))
 
-    async def aclose(self) -> None:
+    async def _close(self) -> None:
         if self._owns_client and self._client is not None:
             with anyio.CancelScope(shield=True):
                 await self._client.close()
             self._client = None
-        await super().aclose()
 
     async def submit(self, fn: Callable[..., Any], /, *args: Any) -> Any:
         self._check_started()
@@ -109,3 +120,5 @@ class DaskExecutor(Executor):
             with anyio.CancelScope(shield=True):
                 await future.cancel()
             raise
+        except Exception as exc:  # the code raised on a worker; Dask re-raised it here
+            raise RemoteError("".join(traceback.format_exception(exc))) from exc

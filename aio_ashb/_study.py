@@ -47,6 +47,7 @@ from aio_ashb._core import (
     TrialEnded,
     TrialInterrupted,
     TrialState,
+    check_step,
     check_value,
     sampler_from_dict,
 )
@@ -92,21 +93,32 @@ def _is_async(fn: object) -> bool:
 
 
 def _takes_budget(fn: Callable[..., Any]) -> bool:
-    """Budget-style ``fn(params, budget, checkpoint)`` or trial-style ``fn(trial)``, by signature."""
+    """Budget-style ``fn(params, budget, checkpoint)`` or trial-style ``fn(trial)``, by signature:
+    three required positional parameters, or one. ``*args`` alone counts as the classic
+    trial-style form (a decorator without ``functools.wraps``); optional parameters that make
+    both readings possible are refused rather than guessed."""
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):  # no signature to read (some builtins): the classic form
         return False
-    for style, args in ((False, (None,)), (True, (None, None, None))):
-        try:
-            sig.bind(*args)
-        except TypeError:
-            continue
-        return style
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    positional = [p for p in sig.parameters.values() if p.kind in kinds]
+    required = [p for p in positional if p.default is inspect.Parameter.empty]
+    varargs = any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in sig.parameters.values())
+    if len(required) == 3:
+        return True
+    if len(required) == 1 and len(positional) < 3:
+        return False
+    if not positional and varargs:
+        return False
     raise ConfigError(
-        f"the objective {fn!r} must take one argument (a trial) or three (params, budget, "
-        f"checkpoint); its signature is {sig}"
+        f"the objective {_name_of(fn)} must take one required argument (a trial) or three "
+        f"(params, budget, checkpoint); its signature is {sig}"
     )
+
+
+def _name_of(fn: object) -> str:
+    return getattr(fn, "__qualname__", None) or repr(fn)
 
 
 def _split_result(number: int, result: Any) -> tuple[Any, bytes | None]:
@@ -210,7 +222,7 @@ class _Run:
         self.executor = executor
         self.budget_style = budget_style
         self.retries = retries
-        self.retried: dict[int, int] = {}  # trial -> worker losses retried so far
+        self.retried = study._retried  # trial -> worker losses retried (kept across runs)
         # LoopExecutor.submit is exactly `await fn(trial)`: calling it directly saves a frame
         # per call, about 7 % of a short trial's cost.
         self.direct = type(executor) is LoopExecutor and not budget_style
@@ -517,10 +529,14 @@ class _Run:
                         raise
                     self.retried[n] = used + 1
                     _log.warning("trial %d: %s; retry %d of %d", n, exc, used + 1, self.retries)
+            live = trial._live
+            if live.scope is not None and anyio.current_time() >= live.scope.deadline:
+                return  # a thread cannot be stopped: past trial_timeout its late result is dropped
             value, produced = _split_result(n, result)
             if produced is not None:
                 checkpoint = produced
-            await trial.report(value, step=budget, checkpoint=checkpoint)
+            # Only a new checkpoint is given: the previous one keeps the step it was saved at.
+            await trial.report(value, step=budget, checkpoint=produced)
 
     def call_in_thread(self, trial: Trial) -> None:
         sync_fn: Callable[[ThreadTrial], object] = self.objective  # type: ignore[assignment]
@@ -641,6 +657,7 @@ class Study:
         self._run: _Run | None = None
         # Open ask() jobs: trial -> the step recorded before the job (tell() skips up to it).
         self._asked: dict[int, int] = {}
+        self._retried: dict[int, int] = {}
         self._closed = False
 
     def __repr__(self) -> str:
@@ -837,12 +854,10 @@ class Study:
             if not callable(cb):
                 raise ConfigError(f"callbacks must be callable, got {cb!r}")
 
-        owns_executor = not executor.started
         await self._storage.acquire_lease(self._name, self._holder, self._lease_ttl)
         try:
             await self._recover()
-            if owns_executor:
-                await executor.start()
+            await executor._enter_run()
         except BaseException:
             with anyio.CancelScope(shield=True), contextlib.suppress(StorageError):
                 await self._storage.release_lease(self._name, self._holder)
@@ -897,8 +912,7 @@ class Study:
             self._run = None
             self._lease_renewed = None  # released below: ask() must take it (and replay) again
             with anyio.CancelScope(shield=True):
-                if owns_executor:
-                    await executor.aclose()
+                await executor._leave_run()
                 with contextlib.suppress(StorageError):
                     await self._storage.release_lease(self._name, self._holder)
         if run.fatal_error is not None:
@@ -987,7 +1001,7 @@ class Study:
             raise StateError(f"trial {job.number} is not an open job of this study")
         await self._hold_lease()
         core = self._core
-        at = job.target if step is None else step
+        at = job.target if step is None else check_step(step)
         if at <= self._asked[job.number]:
             # Retraining without a checkpoint: this step is recorded already (as in run()).
             check_value(value)

@@ -82,3 +82,24 @@ def read_log(path: Path) -> dict[float, list[tuple[int, int, int]]]:
         x, start, budget, pid = line.split()
         calls.setdefault(float(x), []).append((int(start), int(budget), int(pid)))
     return calls
+
+
+def fork_then_die(params: dict[str, Any], budget: int, checkpoint: bytes | None) -> float:
+    """Like training code with a fork-based data loader whose worker process is OOM-killed: the
+    forked child keeps the pipe open for 30 s after its parent died."""
+    if os.fork() == 0:
+        time.sleep(30)
+        os._exit(0)
+    time.sleep(0.2)
+    os.kill(os.getpid(), 9)
+    return 0.0
+
+
+def sleep_then_value(params: dict[str, Any], budget: int, checkpoint: bytes | None) -> float:
+    time.sleep(params["seconds"])
+    return curve(params["x"], budget)
+
+
+def die_now(params: dict[str, Any], budget: int, checkpoint: bytes | None) -> float:
+    os.kill(os.getpid(), 9)
+    return 0.0

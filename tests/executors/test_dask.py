@@ -101,6 +101,9 @@ async def test_user_client_errors_and_cancellation(cluster: LocalCluster, tmp_pa
         assert not executor.started and client.status == "running"  # the user's client stays open
         failed = [t for t in study.trials if t.state is aa.TrialState.FAILED]
         assert failed and all(t.error and "RuntimeError: diverged at x=" in t.error for t in failed)
+        with pytest.raises(aa.RemoteError, match="RuntimeError: diverged at x="):
+            async with aa.DaskExecutor(client) as ex:
+                await ex.submit(obj.raises, {"x": 0.9}, 1, None)
 
         # trial_timeout cancels the task's future; the study goes on.
         study = await aa.create_study(space=space(tmp_path), scheduler=SCHED)
@@ -125,3 +128,15 @@ def test_missing_distributed_names_the_extra(monkeypatch: pytest.MonkeyPatch) ->
     with pytest.raises(aa.MissingDependencyError, match=r'pip install "aio_ashb\[dask\]"') as info:
         aa.DaskExecutor("tcp://127.0.0.1:8786")
     assert isinstance(info.value, ImportError)
+
+
+@pytest.mark.asyncio
+async def test_an_unreachable_scheduler_ends_the_run_with_a_clear_error(tmp_path: Path) -> None:
+    executor = aa.DaskExecutor("tcp://127.0.0.1:1", connect_timeout=1)
+    study = await aa.create_study(space=space(tmp_path), scheduler=SCHED)
+    for _ in range(2):  # and again: the failed start left nothing half-open
+        with pytest.raises(
+            aa.ConfigError, match=r"cannot connect to the Dask scheduler at tcp://127\.0\.0\.1:1"
+        ):
+            await study.run(obj.train, max_trials=2, executor=executor)
+        assert not executor.started and study.trials == []

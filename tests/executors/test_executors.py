@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import textwrap
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +129,6 @@ async def test_released_budget_trials_resume_from_their_stored_checkpoint(tmp_pa
 async def test_process_trial_timeout_kills_its_process(tmp_path: Path) -> None:
     study = await aa.create_study(space=space(tmp_path), scheduler=SCHED)
     async with aa.ProcessExecutor(2) as executor:
-        assert isinstance(executor, aa.ProcessExecutor)
         with anyio.fail_after(30):
             await study.run(obj.sleep_forever, max_trials=1, executor=executor, trial_timeout=1.0)
         assert executor.started  # started by us: run() leaves it open
@@ -210,8 +213,20 @@ async def test_objectives_an_executor_cannot_run_are_refused_up_front(tmp_path: 
         await study.run(sync_trial_style, max_trials=1, executor=aa.LoopExecutor())
     with pytest.raises(aa.ConfigError, match="is async"):
         await study.run(trial_style, max_trials=1, executor=aa.ThreadExecutor())
-    with pytest.raises(aa.ConfigError, match=r"one argument \(a trial\) or three"):
+    with pytest.raises(aa.ConfigError, match=r"one required argument \(a trial\) or three"):
         await study.run(lambda a, b: None, max_trials=1)  # type: ignore[arg-type]
+
+    def ambiguous(params: dict[str, Any], budget: int = 1, checkpoint: bytes | None = None) -> float:
+        return 0.0
+
+    with pytest.raises(aa.ConfigError, match=r"its signature is \(params: "):
+        await study.run(ambiguous, max_trials=1)
+
+    def wraps_async(params: dict[str, Any], budget: int, checkpoint: bytes | None) -> Any:
+        return obj.train_async(params, budget, checkpoint)
+
+    with pytest.raises(aa.ConfigError, match=r"returned <coroutine .* instead of running"):
+        await study.run(wraps_async, max_trials=3)
     with pytest.raises(aa.ConfigError, match="executor must be an Executor"):
         await study.run(obj.train, max_trials=1, executor="processes")  # type: ignore[arg-type]
     with pytest.raises(aa.ConfigError, match="retries must be an integer >= 0, got -1"):
@@ -252,3 +267,87 @@ async def test_cancelled_run_kills_busy_workers_and_resumes_from_checkpoints(tmp
     async with study:
         await study.run(obj.train, max_trials=10, executor=aa.ProcessExecutor(2))
         await check_study(study, tmp_path / "calls.log", redone=True)
+
+
+@pytest.mark.asyncio
+async def test_two_runs_share_one_executor_the_last_closes_it(tmp_path: Path) -> None:
+    executor = aa.ProcessExecutor(2)
+    studies = [
+        await aa.create_study(space=space(tmp_path / str(i)), scheduler=SCHED, sampler=aa.RandomSampler(i))
+        for i in range(2)
+    ]
+    for i in range(2):
+        (tmp_path / str(i)).mkdir()
+    async with anyio.create_task_group() as tg:
+        for study in studies:
+            tg.start_soon(partial(study.run, obj.train, max_trials=6, executor=executor))
+    for i, study in enumerate(studies):
+        await check_study(study, tmp_path / str(i) / "calls.log")
+    assert not executor.started and executor.pids == []
+    await studies[0].run(obj.train, max_trials=9, executor=executor)  # it can start again
+    assert not executor.started
+
+
+@pytest.mark.asyncio
+async def test_worker_deaths_are_seen_at_once_and_dead_idle_workers_replaced(tmp_path: Path) -> None:
+    async with aa.ProcessExecutor(1) as executor:
+        with anyio.fail_after(10):  # its forked child holds the pipe for 30 s
+            with pytest.raises(aa.WorkerLostError, match="was killed by SIGKILL while running fork_then_die"):
+                await executor.submit(obj.fork_then_die, {}, 1, None)
+        assert await executor.submit(obj.curve, 0.3, 1) == pytest.approx(1.3)
+        (pid,) = executor.pids
+        os.kill(pid, signal.SIGKILL)  # dies while idle: the next call gets a fresh worker
+        (worker,) = executor._all
+        while worker.process.is_alive():  # noqa: ASYNC110 - the OS reaps it
+            await anyio.sleep(0.01)
+        assert await executor.submit(obj.curve, 0.3, 4) == pytest.approx(0.65)
+        assert executor.pids != [pid]
+
+
+@pytest.mark.asyncio
+async def test_a_late_thread_result_past_the_timeout_is_dropped(tmp_path: Path) -> None:
+    study = await aa.create_study(space=space(tmp_path, seconds=0.5), scheduler=SCHED)
+    await study.run(obj.sleep_then_value, max_trials=2, concurrency=2, trial_timeout=0.2)
+    for t in study.trials:
+        assert t.state is aa.TrialState.FAILED and t.rung_values == {}
+        assert t.error is not None and "trial_timeout=0.2" in t.error
+
+
+@pytest.mark.asyncio
+async def test_retries_count_over_the_trials_life_across_runs(tmp_path: Path) -> None:
+    study = await aa.create_study(space=space(tmp_path), scheduler=SCHED)
+    async with aa.ProcessExecutor(1) as executor:
+        await study.run(obj.die_now, max_trials=1, executor=executor, retries=2)
+        (t,) = study.trials
+        assert t.state is aa.TrialState.FAILED and t.error is not None and "WorkerLostError" in t.error
+        assert study._retried == {0: 2}
+
+
+@pytest.mark.parametrize("how", ["-c", "stdin"])
+def test_objectives_workers_cannot_import_end_the_run_with_the_reason(how: str, tmp_path: Path) -> None:
+    code = textwrap.dedent(
+        """
+        import asyncio
+        import aio_ashb as aa
+
+        def train(params, budget, checkpoint):
+            return 0.5
+
+        async def main():
+            study = await aa.create_study(space={"x": aa.Float(0, 1)})
+            try:
+                await study.run(train, max_trials=4, executor=aa.ProcessExecutor(1))
+            except aa.ConfigError as exc:
+                print("ConfigError:", exc)
+
+        if __name__ == "__main__":
+            asyncio.run(main())
+        """
+    )
+    argv = [sys.executable, "-c", code] if how == "-c" else [sys.executable, "-"]
+    done = subprocess.run(
+        argv, input=code if how == "stdin" else None, capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    expected = "cannot load train" if how == "-c" else "a worker process could not start"
+    assert "ConfigError:" in done.stdout and expected in done.stdout
