@@ -105,7 +105,7 @@ def local_cluster(workers: int) -> Iterator[str]:
                 p.kill()
 
 
-async def tune(address: str, trials: int, db: str | None) -> None:
+async def tune(address: str, trials: int, db: str | None, workers: int) -> None:
     from distributed import Client
 
     storage = f"sqlite:///{db}" if db else None
@@ -119,7 +119,7 @@ async def tune(address: str, trials: int, db: str | None) -> None:
     )
     # Connect (the scheduler may still be starting) and wait for the workers to join.
     async with study, await Client(address, asynchronous=True, timeout="30s") as client:
-        await client.wait_for_workers(1, timeout=60)
+        await client.wait_for_workers(workers, timeout=60)  # concurrency = the threads found
         executor = aa.DaskExecutor(client)
         await study.run(train, max_trials=trials, executor=executor, retries=2)
         print(f"trials by state: { {s.value: n for s, n in study.counts.items() if n} }")
@@ -137,10 +137,10 @@ def main() -> None:
     parser.add_argument("--db", default=None, help="SQLite file for the study (default: in memory)")
     args = parser.parse_args()
     if args.address:
-        asyncio.run(tune(args.address, args.trials, args.db))
+        asyncio.run(tune(args.address, args.trials, args.db, 1))
     else:
         with local_cluster(args.workers) as address:
-            asyncio.run(tune(address, args.trials, args.db))
+            asyncio.run(tune(address, args.trials, args.db, args.workers))
 
 
 if __name__ == "__main__":
