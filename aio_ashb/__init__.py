@@ -7,6 +7,8 @@ General layout (imports flow downward only):
 * ``_trial.py`` - the handle an objective receives;
 * ``_executors.py`` - where trial code runs: the loop, threads, processes (``_dask.py``: Dask);
 * ``_study.py`` - the runner, the one place where core, storage and executors meet;
+* ``_report.py`` / ``_progress.py`` - status snapshots and the live progress display;
+* ``plots.py`` (public) - plot data and drawing; ``demo.py`` (public) - the demo's objective;
 * ``cli.py`` - the ``aio-ashb`` command.
 
 Everything public is re-exported here; the underscored modules are private.
@@ -47,6 +49,7 @@ from aio_ashb._exceptions import (
     WorkerLostError,
 )
 from aio_ashb._executors import Executor, LoopExecutor, ProcessExecutor, ThreadExecutor
+from aio_ashb._report import RungStatus, StudyStatus
 from aio_ashb._study import AskedJob, Study, create_study, load_study
 from aio_ashb._trial import ThreadTrial, Trial
 from aio_ashb.storage import MemoryStorage, SQLiteStorage, Storage
@@ -77,6 +80,7 @@ __all__ = [
     "RandomSampler",
     "RemoteError",
     "ReportError",
+    "RungStatus",
     "SQLiteStorage",
     "Sampler",
     "SchemaVersionError",
@@ -88,6 +92,7 @@ __all__ = [
     "Study",
     "StudyLockedError",
     "StudyNotFoundError",
+    "StudyStatus",
     "ThreadExecutor",
     "ThreadTrial",
     "TooManyFailuresError",
