@@ -1,0 +1,165 @@
+"""Rehearse a study in simulated time: the real runner, on an event loop whose clock jumps.
+
+Before spending a week of GPU time, try your scheduler settings (η, rungs, brackets, promotion
+or stopping, the number of workers) on learning curves you already have, or on a surrogate, in
+seconds::
+
+    from aio_ashb.simulation import simulate
+
+    def curve(params, step):  # the value after `step` units, and how long that unit took
+        return table[params["config"]][step], seconds_per_epoch[params["config"]]
+
+    result = simulate(curve, space=space, scheduler=aio_ashb.ASHA(1, 81, 3), workers=16,
+                      max_trials=2000)
+    times, best = result.best_so_far()
+
+Nothing here re-implements the scheduler: :func:`simulate` runs ``study.run`` itself, with
+trials that ``await anyio.sleep`` for each step's duration, on a :class:`VirtualTimeLoop`. When
+the loop has nothing to do but wait for a timer, the clock jumps to that timer, so a week of
+simulated training takes as long as the scheduler's own work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import selectors
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import anyio
+
+from aio_ashb._core import ASHA, Direction, FrozenTrial, RandomSampler, SearchSpace
+from aio_ashb._study import create_study
+from aio_ashb._trial import Trial
+
+__all__ = ["SimulationResult", "VirtualTimeLoop", "now", "run_virtual", "simulate"]
+
+T = TypeVar("T")
+
+Curve = Callable[[dict[str, Any], int], tuple[float, float]]
+
+
+class _FastForwardSelector(selectors.DefaultSelector):
+    loop: VirtualTimeLoop
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        ready = super().select(0)
+        if ready or timeout == 0:
+            return ready
+        if timeout is None:
+            return super().select(None)
+        self.loop.advance(timeout)
+        return []
+
+
+class VirtualTimeLoop(asyncio.SelectorEventLoop):
+    """An asyncio loop whose ``time()`` is virtual: when it would sleep until its next timer,
+    the clock jumps there instead. ``await anyio.sleep(3600)`` takes no real time, and
+    durations are exact. I/O still works (ready descriptors are polled first; a loop with no
+    timer at all blocks on the real selector), but threads that run while timers are pending
+    would see virtual time run ahead of them: simulate with coroutines."""
+
+    def __init__(self) -> None:
+        selector = _FastForwardSelector()
+        selector.loop = self
+        self._virtual_now = 0.0
+        super().__init__(selector)
+
+    def time(self) -> float:
+        return self._virtual_now
+
+    def advance(self, seconds: float) -> None:
+        self._virtual_now += seconds
+
+
+def run_virtual(main: Callable[[], Awaitable[T]]) -> T:
+    """Run ``main()`` to completion on a fresh :class:`VirtualTimeLoop`, then close it."""
+    loop = VirtualTimeLoop()
+    try:
+        return loop.run_until_complete(main())  # type: ignore[arg-type,unused-ignore]
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+
+def now() -> float:
+    """The running loop's clock (virtual seconds on a :class:`VirtualTimeLoop`)."""
+    return asyncio.get_running_loop().time()
+
+
+@dataclass(frozen=True, slots=True)
+class SimulationResult:
+    """What a simulated study did: its trials, and every report with its simulated time."""
+
+    trials: list[FrozenTrial]
+    reports: list[tuple[float, int, int, float]]  # (simulated seconds, trial, step, value)
+    duration: float  # simulated seconds until run() returned
+    direction: Direction
+
+    def best_so_far(self) -> tuple[list[float], list[float]]:
+        """(simulated time, best value reported so far, at any step) at each improvement."""
+        sign = 1.0 if self.direction is Direction.MINIMIZE else -1.0
+        times: list[float] = []
+        best: list[float] = []
+        current = math.inf
+        for t, _, _, v in sorted(self.reports):
+            if math.isfinite(v) and sign * v < current:
+                current = sign * v
+                times.append(t)
+                best.append(v)
+        return times, best
+
+    def best_at(self, time: float) -> float:
+        """The best value reported up to simulated ``time`` (NaN before the first report)."""
+        times, best = self.best_so_far()
+        value = math.nan
+        for t, v in zip(times, best, strict=True):
+            if t > time:
+                break
+            value = v
+        return value
+
+
+def simulate(
+    curve: Curve,
+    *,
+    space: Mapping[str, Any] | SearchSpace,
+    scheduler: ASHA,
+    workers: int,
+    max_trials: int | None = None,
+    time_budget: float | None = None,
+    seed: int = 0,
+    direction: str | Direction = "minimize",
+) -> SimulationResult:
+    """Run a study of ``curve`` on a virtual clock with ``workers`` trials at once.
+
+    ``curve(params, step)`` returns ``(value, seconds)``: the value reported after ``step``
+    units of resource, and how long that unit took to train. A trial sleeps (virtually) that
+    long, then reports. The study ends at ``max_trials`` or, gracefully, after ``time_budget``
+    simulated seconds (one of them is required). Deterministic for a given ``seed``.
+    """
+    if max_trials is None and time_budget is None:
+        raise ValueError("simulate() needs max_trials or time_budget, or it would never end")
+
+    async def main() -> SimulationResult:
+        study = await create_study(
+            space=space, scheduler=scheduler, sampler=RandomSampler(seed), direction=direction
+        )
+        reports: list[tuple[float, int, int, float]] = []
+
+        async def objective(trial: Trial) -> None:
+            params = trial.params
+            async for step in trial.steps():
+                value, seconds = curve(params, step)
+                await anyio.sleep(seconds)
+                reports.append((now(), trial.number, step, value))
+                await trial.report(value)
+
+        start = now()
+        async with study:
+            await study.run(objective, max_trials=max_trials, concurrency=workers, timeout=time_budget)
+        return SimulationResult(study.trials, reports, now() - start, study.direction)
+
+    return run_virtual(main)
