@@ -80,6 +80,8 @@ Callback: TypeAlias = Callable[["Study", FrozenTrial], None]
 Durability: TypeAlias = Literal["durable", "buffered"]
 
 _now = time.time
+# At most this many jobs start in one fill() call (or trials end in one go): a few ms of the loop.
+_FILL_BATCH = 128
 _log = logging.getLogger("aio_ashb")
 
 
@@ -250,6 +252,7 @@ class _Run:
         self.deferred: BaseException | None = None
         self.time_left: dict[int, float] = {}  # trial_timeout left by released trials
         self.last_seq = 0
+        self.more_to_fill = anyio.Event()  # fill() stopped at _FILL_BATCH with slots still free
         self.reports = 0  # recorded in this run (progress display, status())
         self.started = anyio.current_time()  # the loop's clock: virtual time in tests
 
@@ -269,7 +272,14 @@ class _Run:
         taken: _Work | None = None
         if self.cancelling:  # run() is being cancelled: start nothing more
             return None
+        started = 0
         while self.running < self.concurrency and not self.stopping:
+            if started == _FILL_BATCH:
+                # Thousands of free slots at once (the start of a wide run): let the loop breathe
+                # between batches; the filler task continues as soon as the loop had a turn.
+                self.more_to_fill.set()
+                break
+            started += 1
             job = core.next_job(can_start=self.can_start(), time=_now())
             if job is None:
                 break
@@ -594,13 +604,16 @@ class _Run:
         self.core.apply(ev)
         self.append(ev)
 
-    def end(self) -> None:
-        """The study is over for this run: release every suspended coroutine."""
+    async def end(self) -> None:
+        """The study is over for this run: release every suspended coroutine (in batches: each
+        one released wakes a task, and thousands at once would hold the loop)."""
         self.ending = True
         self.stopping = True
-        for live in list(self.live.values()):
+        for i, live in enumerate(list(self.live.values()), 1):
             if live.event is not None:
                 self.release(live)
+            if i % _FILL_BATCH == 0:
+                await anyio.lowlevel.checkpoint()
 
     def cancel_threads(self) -> None:
         self.cancelling = True
@@ -881,6 +894,7 @@ class Study:
         try:
             async with anyio.create_task_group() as services:
                 services.start_soon(self._heartbeat, run)
+                services.start_soon(self._filler, run)
                 if progress:
                     services.start_soon(Progress(self, max_trials=max_trials).run)
                 if not run.durable:
@@ -897,12 +911,14 @@ class Study:
                     except anyio.get_cancelled_exc_class():
                         run.cancel_threads()
                         raise
-                    run.end()
+                    await run.end()
                 services.cancel_scope.cancel()
             if run.fatal_error is None:
                 # Every task has settled. Paused trials no run will promote now are STOPPED.
-                for n in self._core.waiting_trials():
+                for i, n in enumerate(self._core.waiting_trials(), 1):
                     run.end_trial(n, TrialState.STOPPED, None)
+                    if i % _FILL_BATCH == 0:  # thousands of them: let the loop breathe
+                        await anyio.lowlevel.checkpoint()
                 await self._storage.flush()
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True), contextlib.suppress(StorageError):
@@ -943,6 +959,13 @@ class Study:
                 if time.monotonic() - renewed >= self._lease_ttl:
                     run.fatal(exc)
                     return
+
+    async def _filler(self, run: _Run) -> None:
+        """Continue a fill() that stopped after _FILL_BATCH jobs, once the loop had a turn."""
+        while True:
+            await run.more_to_fill.wait()
+            run.more_to_fill = anyio.Event()
+            run.fill()
 
     async def _flusher(self, run: _Run) -> None:
         """Buffered durability: commit what reports queued, one group commit after another."""

@@ -7,6 +7,7 @@ from collections import Counter, defaultdict
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 import aio_ashb as aa
@@ -285,3 +286,35 @@ def test_same_seed_same_decisions_on_virtual_time() -> None:
     assert a == run_virtual(main)
     assert sum(1 for e in a if e[0] == "TrialCreated") == 80
     assert TrialCreated.__name__ in {e[0] for e in a}
+
+
+def test_a_wide_run_fills_every_slot_in_batches_that_let_the_loop_breathe() -> None:
+    """1,000 free slots at once are filled 128 jobs per loop turn, all at virtual time 0: a
+    ticker gets turns in between, and no slot stays empty."""
+
+    async def main() -> tuple[list[int], int, int]:
+        study = await aa.create_study(space=SPACE, scheduler=aa.ASHA(1, 9, 3), sampler=aa.RandomSampler(0))
+        started: list[float] = []
+        ticks: list[int] = []
+
+        async def objective(trial: aa.Trial) -> None:
+            started.append(vnow())
+            async for step in trial.steps():
+                await anyio.sleep(1.0)
+                await trial.report(loss(trial.params, step))
+
+        async def ticker() -> None:  # turns of the loop while the fill goes on (at time 0)
+            for _ in range(40):
+                ticks.append(len(started))
+                await anyio.lowlevel.checkpoint()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ticker)
+            await study.run(objective, max_trials=1000, concurrency=1000)
+            tg.cancel_scope.cancel()
+        return [int(t) for t in started], len(set(ticks)), study.counts[aa.TrialState.RUNNING]
+
+    started, distinct_ticks, running = run_virtual(main)
+    assert len(started) == 1000 and set(started[:1000]) == {0}  # every trial started at once
+    assert distinct_ticks >= 5  # the ticker saw the fill progress batch by batch
+    assert running == 0
