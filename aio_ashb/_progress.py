@@ -98,29 +98,38 @@ class Progress:
         t.add_row("throughput", f"{st.reports / elapsed:,.0f} reports/s" if elapsed > 0 else "-")
         return t
 
-    async def run(self) -> None:
-        """Display until cancelled, then draw the final state once more."""
+    def open(self) -> None:
+        """Show the first frame (call before the run starts)."""
+        self._live: Any = None
         if self.live:
             from rich.console import Console
             from rich.live import Live
 
             console = Console(file=self.stream)
-            with Live(self.table(self.study.status()), console=console, auto_refresh=False) as live:
-                try:
-                    while True:
-                        await anyio.sleep(self.interval)
-                        live.update(self.table(self.study.status()), refresh=True)
-                finally:
-                    live.update(self.table(self.study.status()), refresh=True)
+            self._live = Live(self.table(self.study.status()), console=console, auto_refresh=False)
+            self._live.start()
         else:
-            next_line = anyio.current_time()
-            try:
-                while True:
-                    await anyio.sleep(max(0.0, next_line - anyio.current_time()))
-                    next_line += self.interval
-                    self._print_line()
-            finally:
-                self._print_line()
+            self._print_line()
+
+    async def run(self) -> None:
+        """Redraw every ``interval`` seconds until cancelled."""
+        next_frame = anyio.current_time()
+        while True:
+            next_frame += self.interval
+            await anyio.sleep(max(0.0, next_frame - anyio.current_time()))
+            self._draw()
+
+    def close(self) -> None:
+        """Draw the final frame, once the run has settled its trials (stopped, interrupted)."""
+        self._draw()
+        if self._live is not None:
+            self._live.stop()
+
+    def _draw(self) -> None:
+        if self._live is not None:
+            self._live.update(self.table(self.study.status()), refresh=True)
+        else:
+            self._print_line()
 
     def _print_line(self) -> None:
         print(status_line(self.study.status(), self.max_trials), file=self.stream, flush=True)

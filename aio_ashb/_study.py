@@ -53,6 +53,7 @@ from aio_ashb._core import (
 )
 from aio_ashb._exceptions import (
     ConfigError,
+    DuplicateStudyError,
     ObjectiveMisuse,
     RemoteError,
     ReportError,
@@ -590,6 +591,8 @@ class _Run:
         ev = TrialEnded(number, state, error, _now())
         self.core.apply(ev)
         self.append(ev)
+        if self.core.has_checkpoint(number):  # it can never resume: free the space
+            self.storage.drop_checkpoint(self.name, number)
         self.finished(number)
 
     def interrupt(self, live: _Live) -> None:
@@ -891,12 +894,15 @@ class Study:
             callbacks=cbs,
         )
         self._run = run
+        display = Progress(self, max_trials=max_trials) if progress else None
+        if display is not None:
+            display.open()
         try:
             async with anyio.create_task_group() as services:
                 services.start_soon(self._heartbeat, run)
                 services.start_soon(self._filler, run)
-                if progress:
-                    services.start_soon(Progress(self, max_trials=max_trials).run)
+                if display is not None:
+                    services.start_soon(display.run)
                 if not run.durable:
                     services.start_soon(self._flusher, run)
                 async with anyio.create_task_group() as tg:
@@ -925,6 +931,8 @@ class Study:
                 await self._storage.flush()
             raise
         finally:
+            if display is not None:
+                display.close()  # the final frame: trials stopped or interrupted by now
             self._run = None
             self._lease_renewed = None  # released below: ask() must take it (and replay) again
             with anyio.CancelScope(shield=True):
@@ -1199,11 +1207,13 @@ async def create_study(
     store, owns = _parse_storage(storage)
     await _open(store, owns)
     try:
-        if load_if_exists:
-            try:
-                info = await store.get_study(name)
-            except KeyError:
-                info = None
+        for attempt in (1, 2):
+            info = None
+            if load_if_exists:
+                try:
+                    info = await store.get_study(name)
+                except KeyError:
+                    info = None
             if info is not None:
                 stored = info.config
                 sampler_ = sampler if sampler is not None else sampler_from_dict(stored["sampler"])
@@ -1215,9 +1225,15 @@ async def create_study(
                             f"given {wanted[key]!r}"
                         )
                 return await _build(name, store, owns, stored, options)
-        config = _config(space_, scheduler, sampler if sampler is not None else RandomSampler(), dir_)
-        await store.create_study(name, config)
-        return await _build(name, store, owns, config, options)
+            config = _config(space_, scheduler, sampler if sampler is not None else RandomSampler(), dir_)
+            try:
+                await store.create_study(name, config)
+            except DuplicateStudyError:
+                if not load_if_exists or attempt == 2:
+                    raise
+                continue  # created by someone else just now: load theirs
+            return await _build(name, store, owns, config, options)
+        raise AssertionError("unreachable")
     except BaseException:
         if owns:
             with anyio.CancelScope(shield=True):

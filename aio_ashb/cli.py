@@ -60,6 +60,21 @@ async def _with_study(db: str, name: str | None, fn: Callable[[aa.Study], Corout
             await study.storage.close()
 
 
+def _finite(v: Any) -> Any:
+    """JSON has no NaN or infinity (reported values may be): those become strings."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)
+    if isinstance(v, dict):
+        return {k: _finite(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_finite(x) for x in v]
+    return v
+
+
+def _json(v: Any, indent: int | None = 2) -> str:
+    return json.dumps(_finite(v), indent=indent, default=str, allow_nan=False)
+
+
 def _fmt(v: Any) -> str:
     if v is None:
         return "-"
@@ -148,7 +163,7 @@ async def _trials(study: aa.Study, fmt: str, state: str | None, sort: str) -> in
 
         rows.sort(key=key)
     if fmt == "json":
-        print(json.dumps(rows, indent=2, default=str))
+        print(_json(rows))
     elif fmt == "csv":
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=[*columns, "last_value", "error"], extrasaction="ignore")
@@ -166,7 +181,7 @@ async def _best(study: aa.Study, fmt: str) -> int:
         raise CliError(f"study {study.name!r} has no trial at a milestone yet")
     row = trial_row(best, list(study.space))
     if fmt == "json":
-        print(json.dumps({**row, "params": best.params, "rung_values": best.rung_values}, indent=2))
+        print(_json({**row, "params": best.params, "rung_values": best.rung_values}))
     else:
         value = _fmt(row["value"])
         print(f"trial {best.number} ({best.state.value}): value {value} at resource {best.resource}")
@@ -208,7 +223,7 @@ async def _export(study: aa.Study, output: str | None) -> int:
             }
         )
     doc = {"name": study.name, "created": info.created, "config": info.config, "trials": trials}
-    text = json.dumps(doc, indent=1, default=str)
+    text = _json(doc, indent=1)
     if output is None or output == "-":
         print(text)
     else:
@@ -320,6 +335,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)  # bad usage: argparse prints one line and exits with 2
     try:
         return asyncio.run(_dispatch(args))
+    except BrokenPipeError:  # `aio-ashb trials DB | head`: the reader left; nothing to say
+        sys.stderr.close()
+        return 1
     except (CliError, aa.AioAshbError, OSError) as exc:
         text = str(exc).strip().splitlines()
         print(f"aio-ashb: error: {text[0] if text else type(exc).__name__}", file=sys.stderr)

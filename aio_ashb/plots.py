@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aio_ashb._core import Direction
-from aio_ashb._exceptions import MissingDependencyError
+from aio_ashb._exceptions import ConfigError, MissingDependencyError
 from aio_ashb._report import StudyStatus, TrialCurve, curves_from_events
 
 if TYPE_CHECKING:
@@ -46,14 +46,16 @@ class PlotData:
 
 @dataclass(frozen=True, slots=True)
 class CurveSeries:
-    """One trial's learning curve and the highest rung (index in its bracket) it reached;
-    -1 when it reached none."""
+    """One trial's learning curve and the highest milestone it reached (0 when none), with that
+    milestone's index in the study's list of milestones (-1 when none): the same resource has
+    the same level in every bracket."""
 
     number: int
     bracket: int
     steps: list[int]
     values: list[float]
-    top_rung: int
+    top_milestone: int
+    level: int
 
 
 async def collect(study: Study) -> PlotData:
@@ -65,12 +67,13 @@ async def collect(study: Study) -> PlotData:
 
 
 def curve_series(data: PlotData) -> list[CurveSeries]:
+    everything = sorted({m for ms in data.milestones for m in ms})
     out = []
     for c in data.curves.values():
         reached = max(c.steps, default=0)
-        ms = data.milestones[c.bracket]
-        top = max((k for k, m in enumerate(ms) if m <= reached), default=-1)
-        out.append(CurveSeries(c.number, c.bracket, list(c.steps), list(c.values), top))
+        top = max((m for m in data.milestones[c.bracket] if m <= reached), default=0)
+        level = everything.index(top) if top else -1
+        out.append(CurveSeries(c.number, c.bracket, list(c.steps), list(c.values), top, level))
     return out
 
 
@@ -107,7 +110,8 @@ def rung_series(data: PlotData) -> list[tuple[str, int, int]]:
 
 
 def draw(data: PlotData, path: str | Path) -> Path:
-    """Render the three plots side by side into a PNG at ``path``; returns the path."""
+    """Render the three plots side by side into an image at ``path`` (PNG, or another type
+    matplotlib writes, by suffix; no suffix: ``.png``); returns the path written."""
     try:
         from matplotlib import colormaps
         from matplotlib.figure import Figure
@@ -116,11 +120,12 @@ def draw(data: PlotData, path: str | Path) -> Path:
     fig = Figure(figsize=(16, 4.8), layout="constrained")
     ax_curves, ax_best, ax_rungs = fig.subplots(1, 3)
     series = curve_series(data)
-    n_rungs = max((len(ms) for ms in data.milestones), default=1)
+    everything = sorted({m for ms in data.milestones for m in ms})
+    n_levels = max(len(everything), 1)
     cmap = colormaps["viridis"]
-    # Lower rungs first, so the few trials that went far are drawn on top.
-    for s in sorted(series, key=lambda s: s.top_rung):
-        level = (s.top_rung + 1) / n_rungs
+    # Lower milestones first, so the few trials that went far are drawn on top.
+    for s in sorted(series, key=lambda s: s.level):
+        level = (s.level + 1) / n_levels
         colour: Any = cmap(level)
         marker = "." if len(s.steps) == 1 else None  # stopped at the first rung: one point
         ax_curves.plot(
@@ -128,27 +133,35 @@ def draw(data: PlotData, path: str | Path) -> Path:
         )
     for m in sorted({m for ms in data.milestones for m in ms}):
         ax_curves.axvline(m, color="grey", linestyle=":", linewidth=0.8)
-    for k in range(n_rungs):
-        ax_curves.plot([], [], color=cmap((k + 1) / n_rungs), label=f"reached rung {k}")
+    for k, m in enumerate(everything):
+        ax_curves.plot([], [], color=cmap((k + 1) / n_levels), label=f"reached {m}")
     ax_curves.legend(fontsize="small")
     ax_curves.set_xscale("log")
     ax_curves.set_xlabel("resource (log scale; dotted: rung milestones)")
     ax_curves.set_ylabel("reported value")
-    ax_curves.set_title("Learning curves, coloured by highest rung")
+    ax_curves.set_title("Learning curves, coloured by the highest milestone reached")
     times, best = best_so_far_series(data)
     if times:
         ax_best.step(times, best, where="post")
     ax_best.set_xlabel("wall-clock seconds since the first report")
     ax_best.set_ylabel(f"best value so far ({data.status.direction.value})")
-    ax_best.set_title("Best so far")
+    ax_best.set_title("Best value reported so far (any step)")
     rungs = rung_series(data)
     labels = [r[0] for r in rungs]
     ax_rungs.bar(labels, [r[1] for r in rungs], label="results recorded")
     ax_rungs.bar(labels, [r[2] for r in rungs], label="paused, waiting", alpha=0.8)
-    ax_rungs.set_yscale("log")
+    if any(r[1] > 0 for r in rungs):
+        ax_rungs.set_yscale("log")
     ax_rungs.set_title("Rung occupancy")
     ax_rungs.legend()
     ax_rungs.tick_params(axis="x", labelrotation=45)
     out = Path(path)
+    if out.is_dir():
+        raise ConfigError(f"{out} is a directory; give a file name such as {out / 'study.png'}")
+    if not out.suffix:
+        out = out.with_suffix(".png")
+    kinds = fig.canvas.get_supported_filetypes()
+    if out.suffix[1:].lower() not in kinds:
+        raise ConfigError(f"cannot write {out}: supported image types are {', '.join(sorted(kinds))}")
     fig.savefig(out, dpi=100)
     return out

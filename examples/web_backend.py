@@ -75,6 +75,7 @@ class Studies:
         self.db = db
         self.tg = tg
         self.entries: dict[str, Entry] = {}
+        self.starting: set[str] = set()  # names being opened: a second POST must not race them
 
     async def start(self, name: str, trials: int, concurrency: int, step_time: float) -> Entry:
         study = await aio_ashb.create_study(
@@ -145,12 +146,15 @@ async def post_study(request: Request) -> JSONResponse:
         return _error(400, f"step_time must be a number >= 0, got {step_time!r}")
     studies = _studies(request)
     current = studies.entries.get(name)
-    if current is not None and not current.done.is_set():
+    if name in studies.starting or (current is not None and not current.done.is_set()):
         return _error(409, f"study {name!r} is running")
+    studies.starting.add(name)  # checked and reserved with no await in between
     try:
         entry = await studies.start(name, params["trials"], params["concurrency"], float(step_time))
     except aio_ashb.AioAshbError as exc:
-        return _error(409 if isinstance(exc, aio_ashb.StudyLockedError) else 400, str(exc))
+        return _error(400, str(exc))
+    finally:
+        studies.starting.discard(name)
     return JSONResponse({**entry.study.status().to_dict(), "running": True, "error": None}, status_code=202)
 
 
@@ -165,6 +169,8 @@ async def delete_study(request: Request) -> JSONResponse:
     studies = _studies(request)
     name = request.path_params["name"]
     entry = studies.entries.get(name)
+    if name in studies.starting:
+        return _error(409, f"study {name!r} is starting; try again")
     if entry is None or entry.done.is_set():
         return _error(404 if entry is None else 409, f"study {name!r} is not running")
     entry.scope.cancel()

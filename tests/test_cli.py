@@ -7,6 +7,7 @@ import asyncio
 import csv
 import io
 import json
+import math
 import subprocess
 import sys
 import time
@@ -189,3 +190,52 @@ def test_errors_are_one_line_and_exit_1(
 async def _create_empty(db: Path) -> None:
     study = await aa.create_study(space=SPACE, storage=f"sqlite:///{db}", name="e")
     await study.close()
+
+
+def test_json_output_stays_json_with_nan_and_infinite_values(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    db = tmp_path / "nan.db"
+
+    async def go() -> None:
+        study = await aa.create_study(
+            space=SPACE, scheduler=aa.ASHA(1, 9, 3), storage=f"sqlite:///{db}", name="n"
+        )
+
+        async def objective(trial: aa.Trial) -> None:
+            async for step in trial.steps():
+                await trial.report([math.nan, math.inf, -math.inf, 0.5][trial.number % 4] + step)
+
+        async with study:
+            await study.run(objective, max_trials=8, concurrency=2)
+
+    asyncio.run(go())
+
+    def strict(text: str) -> object:
+        def refuse(name: str) -> None:
+            raise ValueError(f"non-standard JSON: {name}")
+
+        return json.loads(text, parse_constant=refuse)
+
+    for argv in (
+        ["trials", "--format", "json"],
+        ["export"],
+        ["best", "--format", "json"],
+        ["status", "--format", "json"],
+    ):
+        code, out, err = run_cli(capsys, argv[0], str(db), *argv[1:])
+        assert code == 0, err
+        strict(out)
+    rows = strict(run_cli(capsys, "trials", str(db), "--format", "json")[1])
+    assert isinstance(rows, list) and {r["value"] for r in rows} >= {"nan", "inf"}
+
+
+def test_plot_to_an_unknown_image_type_is_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    db = tmp_path / "p.db"
+    make_study(db, trials=6)
+    code, out, err = run_cli(capsys, "plot", str(db), "-o", str(tmp_path / "x.foo"))
+    assert code == 1 and len(err.splitlines()) == 1 and "supported image types are" in err
+    code, out, _ = run_cli(capsys, "plot", str(db), "-o", str(tmp_path / "x"))
+    assert code == 0 and out.strip() == f"wrote {tmp_path / 'x.png'}"

@@ -147,6 +147,23 @@ async def test_bad_requests_get_clear_errors(tmp_path: Path) -> None:
         await bad_requests(client)
 
 
+@pytest.mark.asyncio
+async def test_simultaneous_posts_for_one_name_start_it_once(tmp_path: Path) -> None:
+    async with web_client(tmp_path) as client:
+        spec = {"name": "r", "trials": 50, "concurrency": 10, "step_time": 0.01}
+        codes: list[int] = []
+
+        async def post() -> None:
+            codes.append((await client.post("/studies", json=spec)).status_code)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(3):
+                tg.start_soon(post)
+        assert sorted(codes) == [202, 409, 409]
+        final = await wait_until_done(client, "r")
+        assert final["error"] is None and final["trials"] == 50
+
+
 async def bad_requests(client: httpx.AsyncClient) -> None:
     assert (await client.get("/studies/nope")).json() == {"error": "no study named 'nope'"}
     assert (await client.get("/studies/nope")).status_code == 404

@@ -40,8 +40,9 @@ def hand_made(direction: Direction = Direction.MINIMIZE) -> plots.PlotData:
 
 def test_curve_series_marks_the_highest_rung_reached() -> None:
     series = {s.number: s for s in plots.curve_series(hand_made())}
-    assert series[0].top_rung == 0 and series[1].top_rung == 1 and series[2].top_rung == 2
-    assert series[3].top_rung == -1 and series[3].steps == []
+    assert [series[n].top_milestone for n in range(4)] == [1, 3, 9, 0]
+    assert [series[n].level for n in range(4)] == [0, 1, 2, -1]
+    assert series[3].steps == []
     assert series[2].steps == [1, 2, 3, 4, 9]
 
 
@@ -59,6 +60,12 @@ def test_rung_series_and_the_png(tmp_path: Path) -> None:
     assert plots.rung_series(data) == [("r=1", 3, 0), ("r=3", 2, 1), ("r=9", 1, 0)]
     out = plots.draw(data, tmp_path / "h.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
+    assert plots.draw(data, tmp_path / "no_suffix") == tmp_path / "no_suffix.png"
+    assert (tmp_path / "no_suffix.png").exists()
+    with pytest.raises(aa.ConfigError, match=r"cannot write .*h\.foo: supported image types are .*png"):
+        plots.draw(data, tmp_path / "h.foo")
+    with pytest.raises(aa.ConfigError, match="is a directory"):
+        plots.draw(data, tmp_path)
 
 
 @pytest.mark.asyncio
@@ -81,6 +88,10 @@ async def test_collect_reads_every_report_of_a_real_study() -> None:
         assert curve.bracket == t.bracket
     labels = [label for label, _, _ in plots.rung_series(data)]
     assert labels == ["b0 r=1", "b0 r=3", "b0 r=9", "b1 r=3", "b1 r=9"]
+    # The same resource has the same level (colour) in every bracket.
+    levels = {(s.bracket, s.top_milestone): s.level for s in plots.curve_series(data)}
+    assert levels.get((0, 9), 2) == levels.get((1, 9), 2) == 2
+    assert levels.get((0, 3), 1) == levels.get((1, 3), 1) == 1
 
 
 def test_progress_prints_plain_lines_on_the_loops_clock(capsys: pytest.CaptureFixture[str]) -> None:
@@ -102,6 +113,26 @@ def test_progress_prints_plain_lines_on_the_loops_clock(capsys: pytest.CaptureFi
     assert lines[1].startswith("[    5.0s] ") and lines[2].startswith("[   10.0s] ")
     assert "rungs 1:" in lines[-1] and "reports/s" in lines[-1] and "best " in lines[-1]
     assert "trials 12/12" in lines[-1]
+    assert "paused" not in lines[-1] and "stopped" in lines[-1]  # drawn after the run settled
+
+
+def test_the_last_progress_line_of_a_cancelled_run_shows_interrupted_trials(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async def main() -> None:
+        study = await aa.create_study(space=SPACE, scheduler=aa.ASHA(1, 9, 3), sampler=aa.RandomSampler(0))
+
+        async def objective(trial: aa.Trial) -> None:
+            async for step in trial.steps():
+                await anyio.sleep(1.0)
+                await trial.report(loss(trial.params, step))
+
+        with anyio.move_on_after(2.5):
+            await study.run(objective, max_trials=12, concurrency=3, progress=True)
+
+    run_virtual(main)
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert "interrupted 3" in last and "running" not in last, last
 
 
 def test_live_table_with_rich() -> None:
@@ -117,10 +148,12 @@ def test_live_table_with_rich() -> None:
                 await anyio.sleep(0.3)
                 await trial.report(loss(trial.params, step))
 
+        progress.open()
         async with anyio.create_task_group() as tg:
             tg.start_soon(progress.run)
             await study.run(objective, max_trials=10, concurrency=2)
             tg.cancel_scope.cancel()
+        progress.close()
         return stream.getvalue()
 
     text = run_virtual(main)

@@ -364,6 +364,11 @@ class SQLiteStorage(Storage):
     async def _migrate(self, version: int) -> None:
         with anyio.CancelScope(shield=True):
             async with self._immediate() as conn:
+                # Read again under the write lock: another process may have just created the
+                # schema of this new file (then there is nothing left to do).
+                async with conn.execute("PRAGMA user_version") as cursor:
+                    row = await cursor.fetchone()
+                version = row[0] if row is not None else version
                 for v in range(version, SCHEMA_VERSION):
                     for statement in _MIGRATIONS[v]:
                         await conn.execute(statement)

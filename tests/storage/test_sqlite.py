@@ -412,3 +412,37 @@ async def test_concurrent_opens_share_one_connection(tmp_path: Path) -> None:
             tg.start_soon(storage.open)
     await storage.create_study("s", CONFIG)
     await storage.close()  # the fixture checks that no connection thread is left
+
+
+@pytest.mark.asyncio
+async def test_checkpoints_of_trials_stopped_at_the_end_are_dropped(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    study = await aa.create_study(
+        space=SPACE, scheduler=aa.ASHA(1, 9, 3), sampler=aa.RandomSampler(0), storage=url
+    )
+
+    async def objective(trial: aa.Trial) -> None:
+        async for step in trial.steps():
+            await trial.report(loss(trial.params, step), checkpoint=lambda: b"x" * 1000)
+
+    async with study:
+        await study.run(objective, max_trials=12, concurrency=3)
+        assert study.counts[aa.TrialState.STOPPED] > 0
+        for t in study.trials:
+            assert await study.storage.load_checkpoint(study.name, t.number) is None, t
+
+
+@pytest.mark.asyncio
+async def test_two_creators_of_one_study_on_a_new_file_both_get_it(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    studies: list[aa.Study] = []
+
+    async def create() -> None:
+        studies.append(await aa.create_study(space=SPACE, storage=url, name="s", load_if_exists=True))
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(4):
+            tg.start_soon(create)
+    assert [s.name for s in studies] == ["s"] * 4
+    for s in studies:
+        await s.close()
