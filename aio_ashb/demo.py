@@ -16,7 +16,7 @@ import numpy as np
 
 import aio_ashb as aa
 
-__all__ = ["SPACE", "load_digits_split", "objective", "scheduler"]
+__all__ = ["SPACE", "build_model", "load_digits_split", "objective", "scheduler"]
 
 SPACE: dict[str, Any] = {
     "hidden": aa.Int(16, 256, log=True),  # units in the hidden layer
@@ -48,6 +48,20 @@ def load_digits_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
     return x_train, x_val, y_train, y_val
 
 
+def build_model(params: dict[str, Any], seed: int) -> Any:
+    """An untrained ``MLPClassifier`` with these hyperparameters (one hidden layer)."""
+    from sklearn.neural_network import MLPClassifier
+
+    return MLPClassifier(
+        hidden_layer_sizes=(params["hidden"],),
+        activation=params["activation"],
+        alpha=params["alpha"],
+        batch_size=params["batch_size"],
+        learning_rate_init=params["learning_rate_init"],
+        random_state=seed,
+    )
+
+
 def objective(trial: aa.ThreadTrial) -> None:
     """Train epoch by epoch; report the validation error after each epoch.
 
@@ -55,21 +69,8 @@ def objective(trial: aa.ThreadTrial) -> None:
     promoted the loop simply continues with the same model. The checkpoint is only taken if the
     trial is released or interrupted: then a later call continues from the pickled model.
     """
-    from sklearn.neural_network import MLPClassifier
-
     x_train, x_val, y_train, y_val = load_digits_split()
-    p = trial.params
-    if trial.checkpoint is not None:
-        model = trial.checkpoint
-    else:
-        model = MLPClassifier(
-            hidden_layer_sizes=(p["hidden"],),
-            activation=p["activation"],
-            alpha=p["alpha"],
-            batch_size=p["batch_size"],
-            learning_rate_init=p["learning_rate_init"],
-            random_state=trial.number,
-        )
+    model = trial.checkpoint if trial.checkpoint is not None else build_model(trial.params, trial.number)
     classes = np.arange(10)
     for _epoch in trial.steps():
         model.partial_fit(x_train, y_train, classes=classes)

@@ -33,8 +33,6 @@ def main() -> None:
     parser.add_argument("--configs", type=int, default=240)
     parser.add_argument("--epochs", type=int, default=27)
     args = parser.parse_args()
-    from sklearn.neural_network import MLPClassifier
-
     x_train, x_val, y_train, y_val = demo.load_digits_split()
     space = aa.SearchSpace(demo.SPACE)
     rng = np.random.default_rng(0)
@@ -48,14 +46,7 @@ def main() -> None:
         )
         for i in range(args.configs):
             p = space.from_unit(rng.random(space.ndim))
-            model = MLPClassifier(
-                hidden_layer_sizes=(p["hidden"],),
-                activation=p["activation"],
-                alpha=p["alpha"],
-                batch_size=p["batch_size"],
-                learning_rate_init=p["learning_rate_init"],
-                random_state=i,
-            )
+            model = demo.build_model(p, seed=i)
             errs, secs = [], []
             for _ in range(args.epochs):
                 t0 = time.process_time()

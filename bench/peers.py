@@ -36,9 +36,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/peers.py` works
 
-import aio_ashb as aa
 from bench._workload import ETA, MAX_R, MIN_R, curve_terms, machine, optuna_run
 from bench.core import MODES, core_blocks, e2e_aio
+from bench.storage import aio_run
 
 Blocks = list[tuple[int, float]]  # per block of 1,000 trials: (decisions, seconds)
 
@@ -236,33 +236,6 @@ def ray_e2e(n_trials: int) -> tuple[int, float, float] | None:
         ray.shutdown()
 
 
-async def aio_sqlite(n_trials: int) -> tuple[int, float]:
-    with tempfile.TemporaryDirectory() as tmp:
-        study = await aa.create_study(
-            space={
-                "lr": aa.Float(1e-4, 1.0, log=True),
-                "x": aa.Float(0.0, 1.0),
-                "c": aa.Categorical(list("abcd")),
-            },
-            scheduler=aa.ASHA(MIN_R, MAX_R, ETA, mode="stopping"),
-            sampler=aa.RandomSampler(0),
-            storage=f"sqlite:///{tmp}/p.db",
-        )
-        reports = 0
-
-        async def objective(trial: aa.Trial) -> None:
-            nonlocal reports
-            f, g = curve_terms(trial.params)
-            async for step in trial.steps():
-                await trial.report(f + g / math.sqrt(step))
-                reports += 1
-
-        async with study:
-            t0 = time.perf_counter()
-            await study.run(objective, max_trials=n_trials, concurrency=8)
-            return reports, time.perf_counter() - t0
-
-
 def block_row(
     name: str, res: tuple[Blocks, int, float], marks: list[int]
 ) -> tuple[str, dict[int, float], float]:
@@ -331,15 +304,12 @@ def main() -> None:
     print("| run | trials | results | results/s | aio_ashb / this |")
     print("| --- | --- | --- | --- | --- |")
     aio_mem = asyncio.run(e2e_aio(args.e2e_trials, "stopping"))
-    aio_db = asyncio.run(aio_sqlite(args.sqlite_trials * 5))
+    n_aio_db = args.sqlite_trials * 5
+    rate_db = asyncio.run(aio_run(lambda tmp: f"sqlite:///{tmp}/p.db", "durable", n_aio_db, 8))
     rate_mem = aio_mem[0] / aio_mem[1]
-    rate_db = aio_db[0] / aio_db[1]
     n_e2e = args.e2e_trials
     print(f"| aio_ashb study.run, stopping, in memory | {n_e2e:,} | {aio_mem[0]:,} | {rate_mem:,.0f} | - |")
-    print(
-        f"| aio_ashb study.run, stopping, SQLite (durable) | {args.sqlite_trials * 5:,} | {aio_db[0]:,} "
-        f"| {rate_db:,.0f} | - |"
-    )
+    print(f"| aio_ashb study.run, stopping, SQLite (durable) | {n_aio_db:,} | - | {rate_db:,.0f} | - |")
     om = optuna_run(args.e2e_trials)
     if om is None:
         print("| Optuna | not installed | | | |")

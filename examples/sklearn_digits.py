@@ -47,19 +47,9 @@ async def main(trials: int, concurrency: int, max_epochs: int, db: str, plot: st
         print(f"best trial {best.number}: validation error {best.value:.4f} after {best.resource} epochs")
         print(f"  {best.params}")
 
-        # The best parameters, retrained once more from scratch, to check the result holds.
-        from sklearn.neural_network import MLPClassifier
-
+        # The best parameters, retrained once more from scratch with another seed.
         x_train, x_val, y_train, y_val = demo.load_digits_split()
-        p = best.params
-        model = MLPClassifier(
-            hidden_layer_sizes=(p["hidden"],),
-            activation=p["activation"],
-            alpha=p["alpha"],
-            batch_size=p["batch_size"],
-            learning_rate_init=p["learning_rate_init"],
-            random_state=0,
-        )
+        model = demo.build_model(best.params, seed=12345)
         for _ in range(best.resource):
             model.partial_fit(x_train, y_train, classes=np.arange(10))
         print(f"  retrained with another seed: validation error {1 - model.score(x_val, y_val):.4f}")
