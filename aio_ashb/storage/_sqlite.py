@@ -311,9 +311,11 @@ class SQLiteStorage(Storage):
     async def _prepare(self) -> None:
         conn = self._db()
         try:
+            # Tables first: they appear in the same commit that sets the application id and the
+            # version, so reading those after cannot see another process's half-created file.
+            tables = (await self._one("SELECT count(*) FROM sqlite_master"))[0]
             app_id = (await self._one("PRAGMA application_id"))[0]
             version = (await self._one("PRAGMA user_version"))[0]
-            tables = (await self._one("SELECT count(*) FROM sqlite_master"))[0]
         except sqlite3.Error as exc:
             raise _classify(exc, str(self.path)) from None
         if tables and app_id != APPLICATION_ID:
