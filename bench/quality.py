@@ -12,10 +12,11 @@ configuration trained to the end), synchronous successive halving and synchronou
 promoted configurations continue from their checkpoint).
 
 Every method gets the same simulated time, ``budget`` full trainings' worth of compute spread
-over W workers (T = budget x R x mean step time / W), so the rows for different W compare how
-well each method turns parallelism into progress. The metric is the regret of the incumbent:
-the best value reported so far *at full fidelity* (step R) minus the problem's optimum (lower
-fidelities of the synthetic functions can read better than the optimum itself). Problems:
+over W workers (T = budget x R x mean step time / W, and at least three full trainings' time),
+so the rows for different W compare how well each method turns parallelism into progress. The
+metric is the regret of the incumbent: the best value reported so far *at full fidelity* (step
+R) minus the problem's optimum (lower fidelities of the synthetic functions can read better
+than the optimum itself). Problems:
 
 - ``branin``, ``hartmann3``: the multi-fidelity functions of Kandasamy et al. (2017), fidelity
   z = step / R; a step lasts 0.5-1.5 s depending on the configuration, so trials run at
@@ -39,6 +40,7 @@ import multiprocessing
 import os
 import statistics
 import sys
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,7 +67,7 @@ class Problem:
     curve: Callable[[dict[str, Any], int], tuple[float, float]]  # (params, step) -> (value, seconds)
     optimum: float
     mean_step: float
-    # Regret levels for the time-to-reach table; empty: 1/2, 1/4 and 1/8 of random search's
+    # Regret levels for the time-to-reach table; empty: 2/3, 1/2 and 1/4 of random search's
     # median final regret with the fewest workers (for problems whose scale is not known).
     levels: list[float] = field(default_factory=list)
     budget: float | None = None  # full trainings' worth of compute, if not --budget
@@ -379,7 +381,9 @@ def main() -> None:
     budgets: dict[tuple[str, int], float] = {}
     for p in problems:
         for w in args.workers:
-            budget_s = (p.budget or args.budget) * p.max_r * p.mean_step / w
+            # At least three full trainings' time, or many workers would never finish one.
+            full = p.max_r * p.mean_step
+            budget_s = max((p.budget or args.budget) * full / w, 3 * full)
             budgets[p.name, w] = budget_s
             jobs += [(p.name, m, w, budget_s, seed) for m in args.methods for seed in range(args.seeds)]
         _PROBLEMS[p.name] = p
@@ -397,7 +401,7 @@ def main() -> None:
                 regret_at(t, r, budgets[p.name, w0]) for t, r in runs[p.name, "random", w0]
             )
             p.levels = (
-                [float(f"{base / d:.2g}") for d in (2, 4, 8)] if math.isfinite(base) and base > 0 else []
+                [float(f"{base / d:.2g}") for d in (1.5, 2, 4)] if math.isfinite(base) and base > 0 else []
             )
         print(f"## {p.name} (optimum {p.optimum:.6g}; R = {p.max_r}; mean step {p.mean_step:.3g} s)\n")
         levels = " | ".join(f"time to regret {lv:g}" for lv in p.levels)
@@ -442,9 +446,12 @@ def draw(
             grid = np.linspace(budget_s / 200, budget_s, 200)
             for m in methods:
                 curves = np.array([[regret_at(t, r, g) for g in grid] for t, r in runs[p.name, m, w]])
+                # Before a first full evaluation there is no incumbent: plotted as missing.
                 curves[~np.isfinite(curves)] = np.nan
-                med = np.nanmedian(curves, axis=0)
-                lo, hi = np.nanquantile(curves, 0.25, axis=0), np.nanquantile(curves, 0.75, axis=0)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns early on
+                    med = np.nanmedian(curves, axis=0)
+                    lo, hi = np.nanquantile(curves, 0.25, axis=0), np.nanquantile(curves, 0.75, axis=0)
                 ax.plot(grid, med, label=m)
                 ax.fill_between(grid, lo, hi, alpha=0.15)
             # Regret reaches 0 on the tables (their optimum is one of their rows): a log scale
