@@ -202,8 +202,9 @@ class ThreadExecutor(Executor):
             if inspect.iscoroutine(result):
                 result.close()
             raise ObjectiveMisuse(
-                f"{_describe(fn)} returned {result!r} instead of running: a plain function wrapping "
-                "an async one? Pass the async function itself"
+                f"the objective returned {result!r} instead of running: it looks like a plain "
+                "function (a lambda?) wrapping an async one. Pass the async function itself, or "
+                "a functools.partial of it"
             )
         return result
 

@@ -549,22 +549,15 @@ class _Run:
             # Only a new checkpoint is given: the previous one keeps the step it was saved at.
             await trial.report(value, step=budget, checkpoint=produced)
 
-    def call_in_thread(self, trial: Trial) -> None:
+    def call_in_thread(self, trial: Trial) -> object:
+        """The objective's call in its thread (ThreadExecutor refuses an awaitable result)."""
         sync_fn: Callable[[ThreadTrial], object] = self.objective  # type: ignore[assignment]
         try:
-            result = sync_fn(ThreadTrial(trial))
+            return sync_fn(ThreadTrial(trial))
         finally:
             # Tell the loop at once, before this thread's task wakes up: a promotion decided in
             # between must call the objective again, not resume a call that has returned.
             anyio.from_thread.run_sync(setattr, trial._live, "returned", True)
-        if inspect.isawaitable(result):
-            if inspect.iscoroutine(result):
-                result.close()
-            raise ObjectiveMisuse(
-                f"the objective returned {result!r} instead of running: it looks like a sync function "
-                "(a lambda?) wrapping an async one. Pass the async function itself, or a "
-                "functools.partial of it"
-            )
 
     def settle(self, live: _Live, error: str | None) -> None:
         """Write how an invocation ended, from the trial's state in the core."""
