@@ -7,8 +7,8 @@ result"), plus a lifecycle. What differs between executors is what they can run:
 executor            runs                                 on cancellation (or ``trial_timeout``)
 ==================  ===================================  ==========================================
 LoopExecutor        ``async def`` objectives, here       the coroutine is cancelled at its next await
-ThreadExecutor      ``def`` objectives, in threads       the call cannot be stopped: it is waited for
-                                                         (trial-style ones end at their next report)
+ThreadExecutor      ``def`` objectives, in threads       the call cannot be stopped: it is abandoned
+                                                         (runs on unheard; its reports are refused)
 ProcessExecutor     budget-style functions, in worker    the worker process is killed and replaced
                     processes
 DaskExecutor        budget-style functions, on a Dask    the Dask future is cancelled; a task already
@@ -38,6 +38,7 @@ import anyio
 import anyio.to_thread
 
 from aio_ashb._exceptions import ConfigError, ObjectiveMisuse, RemoteError, StateError, WorkerLostError
+from aio_ashb._threads import run_in_thread
 
 if TYPE_CHECKING:
     import multiprocessing.connection
@@ -184,20 +185,21 @@ class ThreadExecutor(Executor):
 
     The number of threads in use is the run's ``concurrency``: a trial-style objective that is
     paused keeps its (sleeping) thread, so the pool itself has no bound that could deadlock it.
-    A thread cannot be interrupted: on cancellation or ``trial_timeout`` the call is waited for;
-    trial-style objectives end at their next ``report()`` or ``steps()``, budget-style calls when
-    they return. Use :class:`ProcessExecutor` when calls must be stoppable.
+    A thread cannot be interrupted: on cancellation or ``trial_timeout`` the call is
+    *abandoned* (``run()`` stops waiting for it at once; it runs on, its result is dropped and
+    its reports are refused). The threads are daemons; at exit the interpreter waits for
+    abandoned calls that still run, naming them, until they end or Ctrl-C is pressed. Use
+    :class:`ProcessExecutor` when calls must really stop.
     """
 
     runs_trials = True
     runs_async = False
 
-    _limiter: anyio.CapacityLimiter | None = None
-
     async def submit(self, fn: Callable[..., Any], /, *args: Any) -> Any:
-        if self._limiter is None:
-            self._limiter = anyio.CapacityLimiter(float("inf"))
-        result = await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+        trial = args[0] if args else None
+        number = getattr(trial, "number", None)
+        label = f"trial {number}" if isinstance(number, int) else _describe(fn)
+        result = await run_in_thread(fn, *args, label=label)
         if inspect.isawaitable(result):
             if inspect.iscoroutine(result):
                 result.close()

@@ -10,8 +10,10 @@ call; nothing polls and nothing sleeps.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
+import json
 import logging
 import math
 import os
@@ -26,6 +28,7 @@ from functools import partial
 from typing import Any, Literal, TypeAlias
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 from anyio.abc import TaskGroup
 from sortedcontainers import SortedList
@@ -53,6 +56,7 @@ from aio_ashb._core import (
 )
 from aio_ashb._exceptions import (
     ConfigError,
+    CorruptDatabaseError,
     DuplicateStudyError,
     ObjectiveMisuse,
     RemoteError,
@@ -60,6 +64,7 @@ from aio_ashb._exceptions import (
     StateError,
     StorageError,
     StudyLockedError,
+    StudyNotFoundError,
     TooManyFailuresError,
     TrialStopped,
     WorkerLostError,
@@ -83,6 +88,8 @@ Durability: TypeAlias = Literal["durable", "buffered"]
 _now = time.time
 # At most this many jobs start in one fill() call (or trials end in one go): a few ms of the loop.
 _FILL_BATCH = 128
+# A run whose first this-many trials fail the same way before reporting stops with that error.
+_FAIL_FAST = 5
 _log = logging.getLogger("aio_ashb")
 
 
@@ -143,6 +150,35 @@ def _split_result(number: int, result: Any) -> tuple[Any, bytes | None]:
             f"can travel between workers; got {type(checkpoint).__name__}"
         )
     return value, checkpoint
+
+
+class _Failure:
+    """How a call of the objective failed: the stored text (a traceback) and, when it was raised
+    in this process, the exception."""
+
+    __slots__ = ("exc", "text")
+
+    def __init__(self, text: str, exc: BaseException | None) -> None:
+        self.text = text
+        self.exc = exc
+
+
+def _raised_at(exc: BaseException) -> tuple[Any, ...]:
+    """Where an exception comes from: its type and the innermost frame (file, line), or for a
+    remote one the last line of its traceback, so that failures can be compared."""
+    if isinstance(exc, RemoteError):
+        lines = str(exc).strip().splitlines()
+        return (RemoteError, lines[-1] if lines else "")
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    frame = None if tb is None else (tb.tb_frame.f_code.co_filename, tb.tb_lineno)
+    return (type(exc), frame)
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _check_limit(name: str, value: object, *, allow_none: bool = True, minimum: float = 1) -> None:
@@ -256,6 +292,13 @@ class _Run:
         self.more_to_fill = anyio.Event()  # fill() stopped at _FILL_BATCH with slots still free
         self.reports = 0  # recorded in this run (progress display, status())
         self.started = anyio.current_time()  # the loop's clock: virtual time in tests
+        # def objectives: their threads reach the run through this loop (see _trial.on_loop).
+        self.loop = asyncio.get_running_loop()
+        self.thread_trials = not self.is_async and not budget_style
+        # Fail fast: how many trials in a row, from the start of the run, failed the same way
+        # before reporting anything (-1: some trial did otherwise), and the first such error.
+        self.same_failures = 0
+        self.first_failure: tuple[BaseException, tuple[Any, ...]] | None = None
 
     # -------------------------------------------------------------- dispatch (synchronous)
     def can_start(self) -> bool:
@@ -327,12 +370,12 @@ class _Run:
         while work is not None:
             live = work if isinstance(work, _Live) else work._live
             n = live.number
-            error: str | None = None
+            error: _Failure | None = None
             try:
                 trial = work if isinstance(work, Trial) else await self.reopen(work)
                 if self.trial_timeout is None:
                     error = await self.call(trial)
-                else:
+                else:  # a thread still running at the deadline is abandoned (it cannot be stopped)
                     with anyio.CancelScope() as scope:
                         # The budget is running time: what earlier calls of this trial used
                         # (before a release) is spent, and paused time is not counted.
@@ -340,11 +383,15 @@ class _Run:
                         scope.deadline = anyio.current_time() + budget
                         live.scope = scope
                         error = await self.call(trial)
-                    # A thread cannot be cancelled: it ends at its next report past the deadline,
-                    # and then the scope has nothing to catch.
                     if scope.cancelled_caught or anyio.current_time() >= scope.deadline:
-                        error = (
+                        error = _Failure(
                             f"TimeoutError: trial {n} ran longer than trial_timeout={self.trial_timeout} s"
+                            + (
+                                " (its thread was abandoned: it cannot be stopped)"
+                                if self.thread_trials
+                                else ""
+                            ),
+                            None,
                         )
                     elif live.paused:
                         self.time_left[n] = live.remaining
@@ -358,7 +405,7 @@ class _Run:
                 self.fatal(exc)
                 return
             finally:
-                live.returned = True
+                live.returned = True  # also when its thread was abandoned: it reports no more
                 if self.live.get(n) is live:
                     del self.live[n]
             self.settle(live, error)
@@ -382,8 +429,22 @@ class _Run:
         )
 
     def append(self, event: Event) -> None:
-        self.last_seq = self.storage.append(self.name, (event,))
+        """Queue ``event`` for the log (the core has applied it). A storage that cannot take it
+        (its file is gone, it is closed) ends the run: its next flush raises why."""
+        try:
+            self.last_seq = self.storage.append(self.name, (event,))
+        except StorageError as exc:
+            self.fatal(exc)
+            return
         self.mark_dirty()
+
+    def drop_checkpoint(self, number: int) -> None:
+        """The trial can never resume: free its checkpoint's space."""
+        if self.core.has_checkpoint(number):
+            try:
+                self.storage.drop_checkpoint(self.name, number)
+            except StorageError as exc:
+                self.fatal(exc)
 
     def mark_dirty(self) -> None:
         """Buffered durability: wake the flusher (it commits whatever is queued)."""
@@ -396,6 +457,15 @@ class _Run:
             self.fatal_error = exc
         self.tg.cancel_scope.cancel()
 
+    def interrupt_remaining(self) -> None:
+        """After a fatal error: trials the core still has RUNNING are INTERRUPTED, in memory at
+        least (the log may not take it), as the next runner will find them."""
+        for n in self.core.numbers_in(TrialState.RUNNING):
+            ev = TrialInterrupted(n, _now())
+            self.core.apply(ev)
+            with contextlib.suppress(StorageError):
+                self.storage.append(self.name, (ev,))
+
     # -------------------------------------------------------------- called by trials
     def record(self, live: _Live, step: int, value: float) -> Decision:
         """Apply a report. A pause gives the slot back and refills it at once; a trial that
@@ -403,8 +473,7 @@ class _Run:
         ev = Reported(live.number, step, value, _now())
         decision = self.core.apply(ev)
         self.reports += 1
-        self.last_seq = self.storage.append(self.name, (ev,))
-        self.mark_dirty()
+        self.append(ev)
         if decision is Decision.CONTINUE:
             return decision
         assert decision is not None
@@ -418,8 +487,7 @@ class _Run:
                 return Decision.CONTINUE
         else:
             live.ended = True
-            if self.core.has_checkpoint(live.number):  # it can never resume: free the space
-                self.storage.drop_checkpoint(self.name, live.number)
+            self.drop_checkpoint(live.number)
             self.finished(live.number)
         return decision
 
@@ -501,28 +569,38 @@ class _Run:
         self.fill()
 
     # -------------------------------------------------------------- one invocation
-    async def call(self, trial: Trial) -> str | None:
-        """Run the objective; return the traceback if it raised."""
+    async def call(self, trial: Trial) -> _Failure | None:
+        """Run the objective; return how it failed, if it did."""
         try:
             if self.direct:
-                await self.objective(trial)  # type: ignore[arg-type,call-arg,misc]
+                returned = await self.objective(trial)  # type: ignore[arg-type,call-arg,misc]
             elif self.budget_style:
-                await self.segments(trial)
+                returned = await self.segments(trial)
             elif self.is_async:
-                await self.executor.submit(self.objective, trial)
+                returned = await self.executor.submit(self.objective, trial)
             else:
-                await self.executor.submit(self.call_in_thread, trial)
+                returned = await self.executor.submit(self.call_in_thread, trial)
         except TrialStopped:
-            pass
+            return None
         except (StorageError, ObjectiveMisuse):
             raise  # not the trial's fault: the run stops
         except RemoteError as exc:
-            return str(exc)  # the traceback, as formatted where the code ran
-        except Exception:
-            return traceback.format_exc()
+            return _Failure(str(exc), exc)  # the traceback, as formatted where the code ran
+        except Exception as exc:
+            return _Failure(traceback.format_exc(), exc)
+        if self.core.state_of(trial.number) is TrialState.RUNNING and not self.core.step_of(trial.number):
+            # It returned without a single report (Optuna's `return loss` habit).
+            missing = ReportError(
+                f"trial {trial.number}'s objective returned "
+                + ("" if returned is None else f"{_short(returned)} ")
+                + "without reporting a value: report each value with `await trial.report(value)` "
+                "(`trial.report(value)` in a def objective) inside `for step in trial.steps()`; "
+                "a returned value is not taken as the result"
+            )
+            return _Failure(f"ReportError: {missing}", missing)
         return None
 
-    async def segments(self, trial: Trial) -> None:
+    async def segments(self, trial: Trial) -> Any:
         """A budget-style objective: one call per rung segment, each from the trial's current
         resource up to its next milestone, handing the returned checkpoint to the next call."""
         n = trial.number
@@ -548,6 +626,7 @@ class _Run:
                 checkpoint = produced
             # Only a new checkpoint is given: the previous one keeps the step it was saved at.
             await trial.report(value, step=budget, checkpoint=produced)
+        return None
 
     def call_in_thread(self, trial: Trial) -> object:
         """The objective's call in its thread (ThreadExecutor refuses an awaitable result)."""
@@ -555,44 +634,69 @@ class _Run:
         try:
             return sync_fn(ThreadTrial(trial))
         finally:
-            # Tell the loop at once, before this thread's task wakes up: a promotion decided in
-            # between must call the objective again, not resume a call that has returned.
-            anyio.from_thread.run_sync(setattr, trial._live, "returned", True)
+            # Tell the loop before this thread's result reaches its task (callbacks run in
+            # order): a promotion decided in between must call the objective again, not resume
+            # a call that has returned. (Not if the loop is gone: an abandoned thread may end
+            # after its run.)
+            with contextlib.suppress(RuntimeError):
+                self.loop.call_soon_threadsafe(setattr, trial._live, "returned", True)
 
-    def settle(self, live: _Live, error: str | None) -> None:
+    def settle(self, live: _Live, failure: _Failure | None) -> None:
         """Write how an invocation ended, from the trial's state in the core."""
         n = live.number
         state = self.core.state_of(n)
         if state.is_finished:
+            self.same_failures = -1
             return
         if self.cancelling:  # a thread trial that ended because run() is being cancelled
             self.interrupt(live)
             return
         if n in self.live:
             return  # promoted again meanwhile: a newer invocation owns the trial
-        if error is not None:
+        if failure is not None:
             self.failures += 1
-            self.last_failure = error
-            self.end_trial(n, TrialState.FAILED, error)
+            self.last_failure = failure.text
+            self.end_trial(n, TrialState.FAILED, failure.text)
+            self.fail_fast(n, failure)
             if self.max_failures is not None and self.failures >= self.max_failures:
                 self.stop()
         elif state is TrialState.RUNNING:
+            self.same_failures = -1
             self.end_trial(n, TrialState.COMPLETE, None)  # the objective returned early
         # PAUSED and returned: released; it stays promotable until the study ends.
+
+    def fail_fast(self, number: int, failure: _Failure) -> None:
+        """A run whose first trials all fail the same way before reporting anything (a bug in
+        the objective, a service that is down) stops and raises that error, instead of failing
+        every trial it was given."""
+        if self.same_failures < 0 or failure.exc is None or self.core.step_of(number):
+            self.same_failures = -1
+            return
+        where = _raised_at(failure.exc)
+        if self.first_failure is None:
+            self.first_failure = (failure.exc, where)
+        elif self.first_failure[1] != where:
+            self.same_failures = -1
+            return
+        self.same_failures += 1
+        if self.same_failures == _FAIL_FAST and self.deferred is None:
+            self.deferred = self.first_failure[0]
+            self.stop()
 
     def end_trial(self, number: int, state: TrialState, error: str | None) -> None:
         ev = TrialEnded(number, state, error, _now())
         self.core.apply(ev)
         self.append(ev)
-        if self.core.has_checkpoint(number):  # it can never resume: free the space
-            self.storage.drop_checkpoint(self.name, number)
+        self.drop_checkpoint(number)
         self.finished(number)
 
     def interrupt(self, live: _Live) -> None:
         n = live.number
         if self.core.state_of(n) is not TrialState.RUNNING or live.released:
             return
-        if live.provider is not None:
+        # A thread cannot be asked for a checkpoint while it computes (its thread was abandoned,
+        # mid-step): such a trial resumes from the last checkpoint it saved.
+        if live.provider is not None and not self.thread_trials:
             # The trial is being torn down: if its checkpoint fails, its last report stands.
             with contextlib.suppress(Exception):
                 self.save_checkpoint(live, self.prepare_checkpoint(n, materialize(live.provider)))
@@ -661,7 +765,7 @@ class Study:
         self._durability = durability
         self._lease_ttl = lease_ttl
         # Names this runner in the lease, so a second runner's error says who holds the study.
-        self._holder = f"pid {os.getpid()} on {socket.gethostname()} (runner {uuid.uuid4().hex[:8]})"
+        self._holder = f"pid {os.getpid()} on {socket.gethostname()} (runner {uuid.uuid4().hex[:12]})"
         self._lease_renewed: float | None = None  # ask/tell: when this study last took the lease
         self._run: _Run | None = None
         # Open ask() jobs: trial -> the step recorded before the job (tell() skips up to it).
@@ -775,12 +879,11 @@ class Study:
             await self._hold_lease()
         ev = Enqueued(validated, _now())
         self._core.apply(ev)
-        self._storage.append(self._name, (ev,))
         if self._run is not None:
-            self._run.mark_dirty()
+            self._run.append(ev)
             await self._run.flush()
         else:
-            await self._flush_if_durable()
+            await self._flush_if_durable(self._storage.append(self._name, (ev,)))
 
     def stop(self) -> None:
         """Ask the current ``run()`` to finish: no new trials or promotions; running trials
@@ -863,8 +966,9 @@ class Study:
             if not callable(cb):
                 raise ConfigError(f"callbacks must be callable, got {cb!r}")
 
-        await self._storage.acquire_lease(self._name, self._holder, self._lease_ttl)
         try:
+            # Inside the try: a cancellation that arrives as the lease is taken still releases it.
+            await self._storage.acquire_lease(self._name, self._holder, self._lease_ttl)
             await self._recover()
             await executor._enter_run()
         except BaseException:
@@ -912,13 +1016,15 @@ class Study:
                         raise
                     await run.end()
                 services.cancel_scope.cancel()
-            if run.fatal_error is None:
+            if run.fatal_error is not None:
+                run.interrupt_remaining()
+            else:
                 # Every task has settled. Paused trials no run will promote now are STOPPED.
                 for i, n in enumerate(self._core.waiting_trials(), 1):
                     run.end_trial(n, TrialState.STOPPED, None)
                     if i % _FILL_BATCH == 0:  # thousands of them: let the loop breathe
                         await anyio.lowlevel.checkpoint()
-                await self._storage.flush()
+                await self._storage.flush(run.last_seq)
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True), contextlib.suppress(StorageError):
                 await self._storage.flush()
@@ -974,7 +1080,7 @@ class Study:
             await run.dirty.wait()
             run.dirty = anyio.Event()
             try:
-                await self._storage.flush()
+                await self._storage.flush(run.last_seq)
             except StorageError as exc:
                 run.fatal(exc)
                 return
@@ -993,7 +1099,7 @@ class Study:
         core = self._core
         job = core.next_job(can_start=True, time=_now())
         assert job is not None  # a new trial can always be started
-        self._storage.append(self._name, (job,))
+        seq = self._storage.append(self._name, (job,))
         checkpoint: Any = None
         step = 0
         if not isinstance(job, TrialCreated):
@@ -1002,7 +1108,7 @@ class Study:
                 step, checkpoint = found
         frozen = core.frozen(job.number)
         self._asked[job.number] = frozen.step
-        await self._flush_if_durable()
+        await self._flush_if_durable(seq)
         return AskedJob(
             number=job.number,
             params=frozen.params,
@@ -1045,10 +1151,10 @@ class Study:
             events.append(ck)
         if decision is not Decision.CONTINUE:
             del self._asked[job.number]
-        self._storage.append(self._name, events)
+        seq = self._storage.append(self._name, events)
         if decision in (Decision.STOP, Decision.COMPLETE) and core.has_checkpoint(job.number):
             self._storage.drop_checkpoint(self._name, job.number)
-        await self._flush_if_durable()
+        await self._flush_if_durable(seq)
         return decision
 
     async def fail(self, job: AskedJob, error: BaseException | str) -> None:
@@ -1060,8 +1166,7 @@ class Study:
         ev = TrialEnded(job.number, TrialState.FAILED, text, _now())
         self._core.apply(ev)
         del self._asked[job.number]
-        self._storage.append(self._name, (ev,))
-        await self._flush_if_durable()
+        await self._flush_if_durable(self._storage.append(self._name, (ev,)))
 
     async def _hold_lease(self) -> None:
         """ask/tell: take the study's lease, and renew it once a third of its time has passed."""
@@ -1083,16 +1188,16 @@ class Study:
         lost = [TrialInterrupted(n, _now()) for n in self._core.numbers_in(TrialState.RUNNING)]
         if lost:
             self._core.replay(lost)
-            self._storage.append(self._name, lost)
-            await self._storage.flush()
+            await self._storage.flush(self._storage.append(self._name, lost))
 
-    async def _flush_if_durable(self) -> None:
+    async def _flush_if_durable(self, seq: int) -> None:
+        """Outside run(): in durable mode, return once the event numbered ``seq`` is committed."""
         if self._durability == "durable":
-            await self._storage.flush()
+            await self._storage.flush(seq)
 
 
 # ---------------------------------------------------------------------- construction
-def _parse_storage(storage: Storage | str | None) -> tuple[Storage, bool]:
+def _parse_storage(storage: Storage | str | None, *, create: bool = True) -> tuple[Storage, bool]:
     if storage is None:
         return MemoryStorage(), True
     if isinstance(storage, Storage):
@@ -1101,12 +1206,24 @@ def _parse_storage(storage: Storage | str | None) -> tuple[Storage, bool]:
         if storage in ("memory", "memory://", ":memory:"):
             return MemoryStorage(), True
         if storage.startswith("sqlite://"):
-            return parse_sqlite_url(storage), True
+            return parse_sqlite_url(storage, create=create), True
         raise ConfigError(
             f"unsupported storage {storage!r}; pass a Storage object, None, 'memory://' or "
             "'sqlite:///path/to/file.db'"
         )
     raise ConfigError(f"storage must be a Storage, a URL string or None, got {storage!r}")
+
+
+def _check_name(name: object) -> str:
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"name must be a non-empty string, got {name!r}")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(f"name must be valid Unicode text (no lone surrogates), got {name!r}") from None
+    if len(name) > 1000:
+        raise ConfigError(f"name must be at most 1000 characters, got {len(name)}")
+    return name
 
 
 def _direction(direction: str | Direction) -> Direction:
@@ -1126,6 +1243,35 @@ def _config(space: SearchSpace, scheduler: ASHA, sampler: Sampler, direction: Di
     }
 
 
+def _canonical(value: Any) -> str:
+    # JSON text compares NaN constants equal (NaN != NaN as floats) and ignores key order.
+    return json.dumps(value, sort_keys=True)
+
+
+def _check_same_config(
+    name: str, storage: Storage, stored: Mapping[str, Any], wanted: Mapping[str, Any]
+) -> None:
+    """A stored study is continued only with the configuration it was created with."""
+    diffs: list[str] = []
+    for key in ("space", "scheduler", "sampler", "direction"):
+        a, b = stored.get(key), wanted[key]
+        if _canonical(a) == _canonical(b):
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in sorted(set(a) | set(b), key=str):
+                if _canonical(a.get(k)) != _canonical(b.get(k)):
+                    diffs.append(f"  {key}.{k}: stored {_canonical(a.get(k))}, given {_canonical(b.get(k))}")
+        else:
+            diffs.append(f"  {key}: stored {_canonical(a)}, given {_canonical(b)}")
+    if diffs:
+        raise ConfigError(
+            f"study {name!r} in {storage!r} was created with a different configuration:\n"
+            + "\n".join(diffs)
+            + "\nPass the stored configuration, choose another name, or delete the study first "
+            "(aio_ashb.delete_study, or `aio-ashb delete FILE NAME`)."
+        )
+
+
 async def _open(storage: Storage, owns: bool) -> None:
     try:
         await storage.open()
@@ -1136,16 +1282,26 @@ async def _open(storage: Storage, owns: bool) -> None:
         raise
 
 
-async def _build(
-    name: str, storage: Storage, owns: bool, config: Mapping[str, Any], options: _Options
-) -> Study:
-    core = Core(
-        SearchSpace.from_dict(config["space"]),
-        ASHA.from_dict(config["scheduler"]),
-        sampler_from_dict(config["sampler"]),
-        Direction(config["direction"]),
-    )
-    core.replay(await storage.read_events(name))
+def _core_from(name: str, storage: Storage, config: Mapping[str, Any]) -> Core:
+    """The scheduler a stored configuration describes (a malformed one means a damaged file)."""
+    try:
+        return Core(
+            SearchSpace.from_dict(config["space"]),
+            ASHA.from_dict(config["scheduler"]),
+            sampler_from_dict(config["sampler"]),
+            Direction(config["direction"]),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+        raise CorruptDatabaseError(
+            f"study {name!r} in {storage!r} has a malformed stored configuration ({type(exc).__name__}: "
+            f"{exc}); it cannot be loaded"
+        ) from None
+
+
+async def _build(name: str, storage: Storage, owns: bool, options: _Options) -> Study:
+    info, events = await storage.read_study(name)  # one snapshot: configuration and log agree
+    core = _core_from(name, storage, info.config)
+    core.replay(events)
     return Study(name, storage, core, owns_storage=owns, durability=options[0], lease_ttl=options[1])
 
 
@@ -1193,45 +1349,51 @@ async def create_study(
         raise ConfigError(f"scheduler must be an ASHA instance, got {scheduler!r}")
     if sampler is not None and not isinstance(sampler, Sampler):
         raise ConfigError(f"sampler must be a Sampler (e.g. RandomSampler), got {sampler!r}")
-    if name is None:
-        name = f"study-{uuid.uuid4().hex[:8]}"
-    elif not isinstance(name, str) or not name:
-        raise ConfigError(f"name must be a non-empty string, got {name!r}")
+    name = f"study-{uuid.uuid4().hex[:8]}" if name is None else _check_name(name)
     store, owns = _parse_storage(storage)
     await _open(store, owns)
     try:
-        for attempt in (1, 2):
-            info = None
-            if load_if_exists:
-                try:
-                    info = await store.get_study(name)
-                except KeyError:
-                    info = None
-            if info is not None:
-                stored = info.config
-                sampler_ = sampler if sampler is not None else sampler_from_dict(stored["sampler"])
-                wanted = _config(space_, scheduler, sampler_, dir_)
-                for key in ("space", "scheduler", "sampler", "direction"):
-                    if wanted[key] != stored[key]:
-                        raise ConfigError(
-                            f"study {name!r} exists with a different {key}: stored {stored[key]!r}, "
-                            f"given {wanted[key]!r}"
-                        )
-                return await _build(name, store, owns, stored, options)
-            config = _config(space_, scheduler, sampler if sampler is not None else RandomSampler(), dir_)
-            try:
-                await store.create_study(name, config)
-            except DuplicateStudyError:
-                if not load_if_exists or attempt == 2:
-                    raise
-                continue  # created by someone else just now: load theirs
-            return await _build(name, store, owns, config, options)
-        raise AssertionError("unreachable")
+        if load_if_exists:
+            with contextlib.suppress(StudyNotFoundError):
+                return await _load_matching(name, store, owns, options, space_, scheduler, sampler, dir_)
+        config = _config(space_, scheduler, sampler if sampler is not None else RandomSampler(), dir_)
+        try:
+            await store.create_study(name, config)
+        except DuplicateStudyError:
+            if not load_if_exists:
+                raise
+            # Created by someone else since we looked: continue theirs.
+            return await _load_matching(name, store, owns, options, space_, scheduler, sampler, dir_)
+        return await _build(name, store, owns, options)
     except BaseException:
         if owns:
             with anyio.CancelScope(shield=True):
                 await store.close()
         raise
+
+
+async def _load_matching(
+    name: str,
+    store: Storage,
+    owns: bool,
+    options: _Options,
+    space: SearchSpace,
+    scheduler: ASHA,
+    sampler: Sampler | None,
+    direction: Direction,
+) -> Study:
+    """The stored study ``name``, if it was created with this configuration (the sampler's
+    seed may be left out: the stored one continues)."""
+    stored = (await store.get_study(name)).config
+    if sampler is None:
+        try:
+            sampler = sampler_from_dict(stored["sampler"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CorruptDatabaseError(
+                f"study {name!r} in {store!r} has a malformed stored sampler ({exc}); it cannot be loaded"
+            ) from None
+    _check_same_config(name, store, stored, _config(space, scheduler, sampler, direction))
+    return await _build(name, store, owns, options)
 
 
 async def load_study(
@@ -1241,15 +1403,46 @@ async def load_study(
     durability: Durability = "durable",
     lease_ttl: float = 30.0,
 ) -> Study:
-    """Open the stored study ``name``; its state is rebuilt by replaying its events."""
+    """Open the stored study ``name``; its state is rebuilt by replaying its events.
+
+    Never creates anything: a ``sqlite:///`` URL naming a missing file raises
+    :class:`StudyNotFoundError` and leaves no file behind."""
     options = _options(durability, lease_ttl)
-    store, owns = _parse_storage(storage)
+    name = _check_name(name)
+    if isinstance(storage, str) and storage.startswith("sqlite://"):
+        url_store = parse_sqlite_url(storage, create=False)
+        if not url_store.path.exists():
+            raise StudyNotFoundError(
+                f"no study named {name!r}: {url_store.path} does not exist (load_study opens stored "
+                "studies; create_study makes new ones)"
+            )
+    store, owns = _parse_storage(storage, create=False)
     await _open(store, owns)
     try:
-        info = await store.get_study(name)
-        return await _build(name, store, owns, info.config, options)
+        return await _build(name, store, owns, options)
     except BaseException:
         if owns:
             with anyio.CancelScope(shield=True):
                 await store.close()
         raise
+
+
+async def delete_study(*, name: str, storage: Storage | str) -> None:
+    """Delete the stored study ``name``: its configuration, every event and checkpoint.
+
+    Refused with :class:`StudyLockedError` while a runner holds the study (its lease has not
+    expired and its process lives); raises :class:`StudyNotFoundError` if there is no such study.
+    A ``sqlite:///`` URL naming a missing file is never created."""
+    name = _check_name(name)
+    if isinstance(storage, str) and storage.startswith("sqlite://"):
+        url_store = parse_sqlite_url(storage, create=False)
+        if not url_store.path.exists():
+            raise StudyNotFoundError(f"no study named {name!r}: {url_store.path} does not exist")
+    store, owns = _parse_storage(storage, create=False)
+    await _open(store, owns)
+    try:
+        await store.delete_study(name)
+    finally:
+        if owns:
+            with anyio.CancelScope(shield=True):
+                await store.close()

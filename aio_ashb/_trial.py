@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from functools import partial
-from typing import TYPE_CHECKING, Any
+import asyncio
+import concurrent.futures
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
-import anyio.from_thread
 import anyio.to_thread
 
 from aio_ashb._core import Decision, check_step, check_value
@@ -15,6 +15,29 @@ from aio_ashb._exceptions import ReportError, TrialStopped
 
 if TYPE_CHECKING:
     from aio_ashb._study import _Live, _Run
+
+T = TypeVar("T")
+
+
+def on_loop(loop: asyncio.AbstractEventLoop, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
+    """From a worker thread: run ``fn(*args)`` on the run's event loop and wait for its result.
+
+    An abandoned thread can outlive its run, and even its loop: then this raises
+    :class:`TrialStopped` instead of waiting for a loop that will never answer."""
+    coro = fn(*args)
+    assert isinstance(coro, Coroutine)
+    try:
+        future: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(coro, loop)
+    except RuntimeError:  # the loop is closed
+        coro.close()
+        raise TrialStopped("the run this trial belonged to is over") from None
+    while True:
+        try:
+            return future.result(timeout=0.5)
+        except TimeoutError:
+            if not loop.is_running():
+                future.cancel()
+                raise TrialStopped("the run this trial belonged to is over") from None
 
 
 def materialize(checkpoint: Any) -> Any:
@@ -95,6 +118,8 @@ class Trial:
         live = self._live
         if live.ended or live.released:
             raise TrialStopped(f"trial {self.number} has ended; it takes no more reports")
+        if live.returned:  # its thread was abandoned (trial_timeout, or run() cancelled)
+            raise TrialStopped(f"trial {self.number} was abandoned by the runner; it takes no more reports")
         if live.paused and not await self._run.wait_promotion(live):
             raise TrialStopped(f"trial {self.number} was not promoted; it takes no more reports")
 
@@ -151,7 +176,7 @@ class ThreadTrial:
     """The same trial for a plain ``def`` objective running in a worker thread.
 
     ``report`` and ``steps`` block the thread, never the event loop: each call hops to the loop
-    with ``anyio.from_thread``. A checkpoint callable runs in this thread, not on the loop.
+    (:func:`on_loop`). A checkpoint callable runs in this thread, not on the loop.
     """
 
     __slots__ = ("_trial",)
@@ -186,12 +211,13 @@ class ThreadTrial:
         """Blocking twin of :meth:`Trial.steps`."""
         t = self._trial
         live = t._live
+        loop = t._run.loop
         last = t.step
         while True:
             # Hop to the loop only when the trial may have to wait: a running trial's flags
             # only change inside its own report() call, which has returned by now.
-            if (live.paused or live.released or live.ended or t._run.cancelling) and (
-                live.ended or not anyio.from_thread.run(t._run.wait_promotion, live)
+            if (live.paused or live.released or live.ended or live.returned or t._run.cancelling) and (
+                live.ended or live.returned or not on_loop(loop, t._run.wait_promotion, live)
             ):
                 return
             last = max(last, t.step) + 1
@@ -200,25 +226,20 @@ class ThreadTrial:
     def report(self, value: float, *, step: int | None = None, checkpoint: Any = None) -> Decision:
         """Blocking twin of :meth:`Trial.report`."""
         t = self._trial
-        decision, payload_needed = anyio.from_thread.run(
-            partial(self._report_on_loop, value, step, checkpoint)
-        )
+        loop = t._run.loop
+        decision, payload_needed = on_loop(loop, self._report_on_loop, value, step, checkpoint)
         if payload_needed:
             payload = materialize(t._live.provider)  # in this thread
             payload = t._run.prepare_checkpoint(t.number, payload)
-            anyio.from_thread.run(self._save_on_loop, payload)
+            on_loop(loop, self._save_on_loop, payload)
         return decision
 
     async def _report_on_loop(
         self, value: object, step: int | None, checkpoint: Any
     ) -> tuple[Decision, bool]:
         t = self._trial
-        live = t._live
         if t._run.cancelling:
             raise TrialStopped(f"trial {t.number} is interrupted: run() was cancelled")
-        if live.scope is not None and anyio.current_time() >= live.scope.deadline:
-            # A thread cannot be cancelled: end it here; the runner records the timeout.
-            raise TrialStopped(f"trial {t.number} ran past its trial_timeout")
         await t._admit()
         decision, payload_needed = t._record(value, step, checkpoint)
         if not payload_needed:
@@ -227,5 +248,6 @@ class ThreadTrial:
 
     async def _save_on_loop(self, payload: Any) -> None:
         t = self._trial
-        t._run.save_checkpoint(t._live, payload)
+        if not t._live.returned:  # abandoned while it pickled: the runner is not listening
+            t._run.save_checkpoint(t._live, payload)
         await t._run.flush()

@@ -6,15 +6,17 @@ from collections.abc import Iterator
 
 import pytest
 
+from aio_ashb.storage._connection import THREAD_PREFIX
+
 
 @pytest.fixture(autouse=True)
 def no_leaked_sqlite_threads() -> Iterator[None]:
-    """Every aiosqlite connection a test opens is closed by the end of the test (an open one
+    """Every SQLite connection a test opens is closed by the end of the test (an open one
     keeps a thread alive, and the interpreter waits for it at exit)."""
     yield
     deadline = time.monotonic() + 2.0
     while True:
-        leaked = [t for t in threading.enumerate() if "_connection_worker_thread" in t.name]
+        leaked = [t for t in threading.enumerate() if t.name.startswith(THREAD_PREFIX)]
         if not leaked or time.monotonic() > deadline:
             break
         time.sleep(0.01)

@@ -33,7 +33,8 @@ class Storage(abc.ABC):
       both.
     * **Studies.** ``create_study`` raises :class:`~aio_ashb.DuplicateStudyError` for a name that
       exists; ``get_study`` and ``delete_study`` raise :class:`~aio_ashb.StudyNotFoundError` for
-      one that does not. Deleting a study removes its events and checkpoints.
+      one that does not. Deleting a study removes its events, checkpoints and lease; it raises
+      :class:`~aio_ashb.StudyLockedError` (and deletes nothing) while a runner holds the lease.
     * **Append.** ``append(name, events)`` is synchronous and never blocks: it accepts the events
       in order (one runner writes a study at a time) and returns the sequence number of the last
       one. Sequence numbers are per storage, start at 1 and increase by one per event.
@@ -44,7 +45,8 @@ class Storage(abc.ABC):
     * **Replay.** ``read_events(name)`` returns every appended event of the study in append
       order, equal (``==``) to what was appended, except that :class:`Checkpointed` events come
       back with ``payload=None``: payloads are fetched with ``load_checkpoint``. Reads never see
-      a partly written batch.
+      a partly written batch. ``read_study(name)`` returns the study's ``StudyInfo`` and its
+      events from one consistent snapshot.
     * **Checkpoints.** ``load_checkpoint(name, number)`` returns ``(step, payload)`` of the
       latest :class:`Checkpointed` event of that trial, or ``None``. A :class:`TrialEnded` event
       or ``drop_checkpoint(name, number)`` (synchronous, ordered with ``append``) deletes it: the
@@ -52,9 +54,14 @@ class Storage(abc.ABC):
       other read never unpickle anything.
     * **Leases.** One runner per study: ``await acquire_lease(name, holder, ttl)`` succeeds if no
       other holder has a lease that has not expired (wall clock), and raises
-      :class:`~aio_ashb.StudyLockedError` naming the holder otherwise. ``renew_lease`` extends
-      it (and raises the same error if another holder took it over after it expired);
-      ``release_lease`` gives it up (a no-op if not held).
+      :class:`~aio_ashb.StudyLockedError` naming the holder otherwise (a backend may take over
+      at once a lease whose holder it knows to be dead). ``renew_lease`` extends the lease only
+      if it is still ``holder``'s (compare and swap): if another holder took it over, or took it
+      over and released it, it raises the same error and never re-creates the lease. A backend
+      shared by processes also fences writes: once its lease is lost, it writes no more events
+      of that study (``flush(seq)`` raises the error for them) until it acquires it again.
+      ``release_lease`` gives it up (a no-op if not held) once the study's queued events are
+      written.
     * **Learning curves.** ``read_values(name, number)`` returns ``{step: value}`` of every
       report of the trial.
     * **Errors.** Driver errors are raised as :class:`~aio_ashb.StorageError` subclasses.
@@ -105,6 +112,11 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     async def read_events(self, name: str) -> list[Event]: ...
+
+    async def read_study(self, name: str) -> tuple[StudyInfo, list[Event]]:
+        """The study and its events, read from one snapshot (backends with concurrent writers
+        override this)."""
+        return await self.get_study(name), await self.read_events(name)
 
     @abc.abstractmethod
     async def read_values(self, name: str, number: int) -> dict[int, float]: ...

@@ -34,6 +34,9 @@ class MemoryStorage(Storage):
         self._seq = 0
         self._closed = False
 
+    def __repr__(self) -> str:
+        return f"MemoryStorage(studies={len(self._studies)})"
+
     async def open(self) -> None:
         self._check_open()
 
@@ -69,7 +72,10 @@ class MemoryStorage(Storage):
         return [log.info for log in self._studies.values()]
 
     async def delete_study(self, name: str) -> None:
-        self._log(name)
+        log = self._log(name)
+        now = time.time()
+        if log.lease is not None and log.lease[1] > now:
+            raise StudyLockedError(lease_message(name, log.lease[0], log.lease[1], now))
         del self._studies[name]
 
     def append(self, name: str, events: Sequence[Event]) -> int:
@@ -110,7 +116,11 @@ class MemoryStorage(Storage):
         log.lease = (holder, now + ttl)
 
     async def renew_lease(self, name: str, holder: str, ttl: float) -> None:
-        await self.acquire_lease(name, holder, ttl)
+        log = self._log(name)
+        if log.lease is None or log.lease[0] != holder:  # compare and swap: never re-created
+            other = "ended by another runner" if log.lease is None else f"taken over by {log.lease[0]}"
+            raise StudyLockedError(f"study {name!r}: this runner's lease was {other}; it stops")
+        log.lease = (holder, time.time() + ttl)
 
     async def release_lease(self, name: str, holder: str) -> None:
         log = self._log(name)

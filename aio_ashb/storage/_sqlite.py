@@ -1,55 +1,53 @@
 """Durable studies in one SQLite file: an event log written by group commit.
 
-One ``aiosqlite`` connection (its own thread) does every write of this storage. ``append``
-only encodes events into rows and queues them; ``flush`` makes them durable. Flushes elect a
-leader: the first caller writes everything queued so far in one transaction, while later callers
-wait for it and, if their events arrived during that commit, the next of them leads the next
-transaction. So events queued while a transaction runs go into the next one (group commit),
-without a background task. A transaction is shielded from cancellation: a cancelled ``run()``
-never leaves a batch half-known.
+One connection, on a daemon thread of its own (``_connection``), does all the work of a storage;
+every transaction is one job there, so cancelling the task that waits for it can neither split
+it nor leave it open. ``append`` only encodes events into rows and queues them; ``flush`` makes
+them durable. Flushes elect a leader: the first caller writes everything queued so far in one
+transaction, while later callers wait for it and, if their events arrived during that commit,
+the next of them leads the next transaction (group commit, without a background task).
 
-WAL mode lets readers (the CLI, a dashboard, another process) read a consistent snapshot while
-the runner writes. ``synchronous=NORMAL`` (default) survives a crash of the process; ``FULL``
-also survives a power cut, at the price of an fsync per transaction.
+Safety rules, each learnt the hard way (docs/storage.md has the guarantees they give):
+
+* This module never opens, closes or reads the database, ``-wal`` or ``-shm`` files itself:
+  on POSIX, closing *any* descriptor of a file drops every lock the process holds on it,
+  SQLite's included, and another connection may then delete the WAL under our writer. SQLite
+  creates the file; diagnostics use ``stat``/``access`` only.
+* Every write transaction of a study whose lease this storage holds checks that the lease is
+  still its own (a fence): a runner that was stopped past its lease and then woke up can never
+  write into a study another runner has taken over.
+* Before each commit the file's identity (device, inode) is compared with the path's: if the
+  file was removed (or replaced) under the runner, the commit fails instead of writing into a
+  file nobody will ever see.
+* A writable open verifies the file once per process (``PRAGMA quick_check``) and refuses to
+  write into a damaged one.
 
 Checkpoints are pickled into the ``checkpoints`` table; the runner pickles them in a worker
-thread before it appends them (``Pickled``), so large checkpoints are not serialized on the loop
-and a checkpoint that cannot be pickled fails its trial, not the storage. Unpickling runs code
-chosen by whoever wrote the file, so only ``load_checkpoint`` unpickles, and a storage opened
-with ``readonly=True`` refuses to.
+thread before it appends them (``Pickled``). Unpickling runs code chosen by whoever wrote the
+file, so only ``load_checkpoint`` unpickles, and a storage opened with ``readonly=True`` refuses.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import math
 import os
 import pickle
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
+from urllib.parse import quote
 
-import aiosqlite
 import anyio
 import anyio.lowlevel
 import anyio.to_thread
 
-from aio_ashb._core import (
-    Checkpointed,
-    Enqueued,
-    Event,
-    Reported,
-    TrialCreated,
-    TrialEnded,
-    TrialInterrupted,
-    TrialPromoted,
-    TrialResumed,
-    TrialState,
-)
+from aio_ashb._core import Checkpointed, Event, TrialEnded
 from aio_ashb._exceptions import (
     ConfigError,
     CorruptDatabaseError,
@@ -62,69 +60,39 @@ from aio_ashb._exceptions import (
     StudyLockedError,
     StudyNotFoundError,
 )
+from aio_ashb.storage import _owner
 from aio_ashb.storage._base import Storage, StudyInfo, lease_message
-
-SCHEMA_VERSION = 1
-APPLICATION_ID = 0x41534842  # "ASHB", in the file header: tells our files from other SQLite files
-
-# Each entry brings a database from version (index) to version (index + 1).
-_MIGRATIONS: list[list[str]] = [
-    [
-        """CREATE TABLE studies (
-            id INTEGER PRIMARY KEY,
-            name TEXT NOT NULL UNIQUE,
-            config TEXT NOT NULL,
-            created REAL NOT NULL)""",
-        # One row per event. Reports (most rows) use the typed columns only; other events keep
-        # their fields in `data` (JSON). A NaN value is stored as NULL, which SQLite does anyway.
-        """CREATE TABLE events (
-            study_id INTEGER NOT NULL REFERENCES studies(id),
-            seq INTEGER NOT NULL,
-            kind INTEGER NOT NULL,
-            number INTEGER,
-            step INTEGER,
-            value REAL,
-            time REAL NOT NULL,
-            data TEXT,
-            PRIMARY KEY (study_id, seq)) WITHOUT ROWID""",
-        "CREATE INDEX events_by_trial ON events (study_id, number, kind)",
-        """CREATE TABLE checkpoints (
-            study_id INTEGER NOT NULL REFERENCES studies(id),
-            number INTEGER NOT NULL,
-            step INTEGER NOT NULL,
-            payload BLOB NOT NULL,
-            PRIMARY KEY (study_id, number))""",
-        """CREATE TABLE leases (
-            study_id INTEGER PRIMARY KEY REFERENCES studies(id),
-            holder TEXT NOT NULL,
-            expires REAL NOT NULL)""",
-    ],
-]
-
-_REPORTED, _CREATED, _PROMOTED, _RESUMED, _CHECKPOINTED, _INTERRUPTED, _ENDED, _ENQUEUED = range(1, 9)
-
-_INSERT_EVENT = (
-    "INSERT INTO events (study_id, seq, kind, number, step, value, time, data) VALUES (?,?,?,?,?,?,?,?)"
+from aio_ashb.storage._connection import Connection
+from aio_ashb.storage._schema import (
+    APPLICATION_ID,
+    DELETE_CHECKPOINT,
+    INSERT_EVENT,
+    MIGRATIONS,
+    OLDEST_READABLE,
+    REPORTED,
+    ROWS_PER_STATEMENT,
+    SCHEMA_VERSION,
+    SELECT_EVENTS,
+    SELECT_LEASE,
+    UPSERT_CHECKPOINT,
+    UPSERT_LEASE,
+    decode_all,
+    encode,
+    insert_rows,
+    printable,
 )
-_ROWS_PER_STATEMENT = 1000  # 8 parameters a row: well under SQLite's 32,766 per statement
 
-
-@functools.lru_cache(maxsize=64)
-def _insert_rows(n: int) -> str:
-    return _INSERT_EVENT.replace("(?,?,?,?,?,?,?,?)", ",".join(["(?,?,?,?,?,?,?,?)"] * n))
-
-
-_UPSERT_CHECKPOINT = (
-    "INSERT INTO checkpoints (study_id, number, step, payload) VALUES (?,?,?,?) "
-    "ON CONFLICT (study_id, number) DO UPDATE SET step = excluded.step, payload = excluded.payload"
-)
-_DELETE_CHECKPOINT = "DELETE FROM checkpoints WHERE study_id = ? AND number = ?"
-_SELECT_LEASE = "SELECT holder, expires FROM leases WHERE study_id = ?"
-_UPSERT_LEASE = (
-    "INSERT INTO leases (study_id, holder, expires) VALUES (?,?,?) "
-    "ON CONFLICT (study_id) DO UPDATE SET holder = excluded.holder, expires = excluded.expires"
-)
-_LAST_SEQ = "SELECT max(seq) FROM events WHERE study_id = ?"
+T = TypeVar("T")
+# A queued write: ("e", event row, sequence number) | ("c", checkpoint row, 0) | ("d", key, 0).
+# Every row starts with the study's id.
+_Entry = tuple[str, tuple[Any, ...], int]
+_SQL = {"e": INSERT_EVENT, "c": UPSERT_CHECKPOINT, "d": DELETE_CHECKPOINT}
+# Space: once a commit has freed pages (dropped checkpoints), reclaim them when they are more than
+# this many pages and half the file, this many pages per commit (a few ms each).
+_RECLAIM_PAGES = 1024
+# Files this process has verified (device, inode): a web backend opening one file many times
+# reads it through once.
+_verified: set[tuple[int, int]] = set()
 
 
 class Pickled:
@@ -145,85 +113,78 @@ def _pickle_payload(payload: Any) -> bytes:
         raise StorageError(f"a checkpoint could not be pickled: {exc!r}") from exc
 
 
-def _classify(exc: sqlite3.Error, path: str) -> StorageError:
-    """Turn a sqlite3 error into the StorageError that tells the user what to do."""
-    text = str(exc)
-    if "file is not a database" in text:
-        return NotADatabaseError(f"{path} is not a SQLite database; point aio_ashb at another file")
-    if "malformed" in text or "corrupt" in text:
-        return CorruptDatabaseError(
-            f"{path} is damaged ({text}); restore it from a backup, or try `sqlite3 {path} .recover`"
-        )
-    if "readonly" in text or "read-only" in text:
-        return StorageLocationError(
-            f"{path} cannot be written ({text}); check the permissions of the file and its directory"
-        )
-    if "unable to open" in text:
-        return StorageLocationError(
-            f"cannot open {path} ({text}); check that its directory exists and is writable"
-        )
-    if "locked" in text or "busy" in text:
-        return StorageError(f"{path} stayed locked by another connection ({text}); try again")
-    return StorageError(f"SQLite error on {path}: {text}")
+class _FileGone(Exception):
+    """Raised in the connection's thread: the path no longer leads to the open file."""
 
 
-def _encode(study_id: int, seq: int, ev: Event) -> tuple[Any, ...]:
-    if isinstance(ev, Reported):
-        value = None if math.isnan(ev.value) else ev.value
-        return (study_id, seq, _REPORTED, ev.number, ev.step, value, ev.time, None)
-    if isinstance(ev, TrialCreated):
-        data = json.dumps({"bracket": ev.bracket, "params": ev.params, "rng_state": ev.rng_state})
-        return (study_id, seq, _CREATED, ev.number, None, None, ev.time, data)
-    if isinstance(ev, TrialPromoted):
-        return (study_id, seq, _PROMOTED, ev.number, ev.rung, None, ev.time, None)
-    if isinstance(ev, TrialResumed):
-        return (study_id, seq, _RESUMED, ev.number, None, None, ev.time, None)
-    if isinstance(ev, Checkpointed):
-        return (study_id, seq, _CHECKPOINTED, ev.number, ev.step, None, ev.time, None)
-    if isinstance(ev, TrialInterrupted):
-        return (study_id, seq, _INTERRUPTED, ev.number, None, None, ev.time, None)
-    if isinstance(ev, TrialEnded):
-        data = json.dumps({"state": ev.state.value, "error": ev.error})
-        return (study_id, seq, _ENDED, ev.number, None, None, ev.time, data)
-    if isinstance(ev, Enqueued):
-        return (study_id, seq, _ENQUEUED, None, None, None, ev.time, json.dumps(ev.params))
-    raise StateError(f"not an event: {ev!r}")
+@dataclass(slots=True)
+class _Outcome:
+    """What a write job did, filled in on the connection's thread: read after the job ended,
+    even if the task that awaited it was cancelled meanwhile."""
+
+    committed: bool = False
+    fenced: dict[int, str | None] = field(default_factory=dict)  # study id -> current holder
 
 
-def _decode(row: tuple[Any, ...]) -> Event:
-    kind, number, step, value, t, data = row
-    if kind == _REPORTED:
-        return Reported(number, step, math.nan if value is None else value, t)
-    if kind == _CREATED:
-        d = json.loads(data)
-        return TrialCreated(number, d["bracket"], d["params"], d["rng_state"], t)
-    if kind == _PROMOTED:
-        return TrialPromoted(number, step, t)
-    if kind == _RESUMED:
-        return TrialResumed(number, t)
-    if kind == _CHECKPOINTED:
-        return Checkpointed(number, step, None, t)
-    if kind == _INTERRUPTED:
-        return TrialInterrupted(number, t)
-    if kind == _ENDED:
-        d = json.loads(data)
-        return TrialEnded(number, TrialState(d["state"]), d["error"], t)
-    if kind == _ENQUEUED:
-        return Enqueued(json.loads(data), t)
-    raise CorruptDatabaseError(f"unknown event kind {kind!r} in the events table")
+def _transaction(
+    db: sqlite3.Connection, body: Callable[[sqlite3.Connection], T], check: Callable[[], None]
+) -> T:
+    """One write transaction, run whole on the connection's thread. BEGIN IMMEDIATE: other
+    writers wait, so there are never two winners. On any error the transaction is rolled back if
+    SQLite has not done it already (a failed COMMIT on a full disk has), and the first error is
+    the one raised."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        result = body(db)
+        check()
+        db.execute("COMMIT")
+        return result
+    except BaseException:
+        if db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+        raise
+
+
+def _snapshot(db: sqlite3.Connection, body: Callable[[sqlite3.Connection], T]) -> T:
+    """Several reads from one snapshot of the file (one read transaction)."""
+    db.execute("BEGIN")
+    try:
+        return body(db)
+    finally:
+        with contextlib.suppress(sqlite3.Error):
+            db.execute("COMMIT")
+
+
+def _lease_row(db: sqlite3.Connection, sid: int) -> tuple[Any, ...] | None:
+    row: tuple[Any, ...] | None = db.execute(SELECT_LEASE, (sid,)).fetchone()
+    return row
+
+
+def _owner_of(row: tuple[Any, ...]) -> _owner.Owner:
+    return _owner.Owner(row[2], row[3], row[4])
+
+
+def _reclaim(db: sqlite3.Connection) -> None:
+    """Give free pages back to the file system, a bounded number per call (auto_vacuum=INCREMENTAL)."""
+    free = db.execute("PRAGMA freelist_count").fetchone()[0]
+    if free >= _RECLAIM_PAGES and 2 * free >= db.execute("PRAGMA page_count").fetchone()[0]:
+        # executescript steps the pragma to its end (execute would free one page only).
+        db.executescript(f"PRAGMA incremental_vacuum({_RECLAIM_PAGES * 4});")
 
 
 class SQLiteStorage(Storage):
-    pickles_checkpoints = True
-
     """Studies in one SQLite file (created if missing), durable across crashes.
 
     ``synchronous="normal"`` (default) keeps every committed event through a crash of the process;
     ``"full"`` also through a power cut or an OS crash. ``readonly=True`` opens the file for
     reading only (the CLI and dashboards): it never writes, never migrates and never unpickles.
+    ``create=False`` refuses to create a missing file (what :func:`load_study` does).
     ``busy_timeout`` (seconds) is how long a write waits for another connection's lock.
     Selected by ``storage="sqlite:///path/to/file.db"`` too.
     """
+
+    pickles_checkpoints = True
 
     def __init__(
         self,
@@ -232,6 +193,7 @@ class SQLiteStorage(Storage):
         synchronous: Literal["normal", "full"] = "normal",
         readonly: bool = False,
         busy_timeout: float = 10.0,
+        create: bool = True,
     ) -> None:
         if synchronous not in ("normal", "full"):
             raise ConfigError(f"synchronous must be 'normal' or 'full', got {synchronous!r}")
@@ -241,17 +203,22 @@ class SQLiteStorage(Storage):
         self.synchronous = synchronous
         self.readonly = readonly
         self.busy_timeout = float(busy_timeout)
-        self._conn: aiosqlite.Connection | None = None
+        self.create = create and not readonly
+        self._conn: Connection | None = None
         self._closed = False
+        self._opening: anyio.Event | None = None
+        self._identity: tuple[int, int] | None = None  # (device, inode) of the open file
+        self._blank = False  # a read-only open of an empty file: no tables, no studies
+        self._broken: StorageError | None = None  # the file was removed: every write fails
         self._ids: dict[str, int] = {}  # study name -> id
         self._next_seq: dict[int, int] = {}  # study id -> next per-study seq in the file
-        # Queued, not yet written: event rows, checkpoint upserts/deletes, in append order.
-        self._pending: list[tuple[str, tuple[Any, ...]]] = []
+        self._pending: list[_Entry] = []  # queued, not yet written, in append order
         self._seq = 0  # appended so far (this process)
         self._durable = 0  # committed so far
         self._committing: anyio.Event | None = None
-        self._write_lock: anyio.Lock | None = None
-        self._opening: anyio.Event | None = None
+        self._held: dict[int, str] = {}  # study id -> holder, for the leases this storage holds
+        self._lost: dict[int, StudyLockedError] = {}  # study id -> why its lease is gone
+        self._dropped: dict[int, int] = {}  # sequence number -> study id: events never written
 
     def __repr__(self) -> str:
         return f"SQLiteStorage({str(self.path)!r})"
@@ -275,49 +242,56 @@ class SQLiteStorage(Storage):
             opening.set()
 
     async def _open(self) -> None:
-        path = str(self.path)
-        if not self.path.parent.is_dir():
+        path, where = self.path, str(self.path)
+        if path.is_dir():
+            raise StorageLocationError(f"{where} is a directory, not a database file")
+        if not path.parent.is_dir():
             raise StorageLocationError(
-                f"cannot create {path}: directory {str(self.path.parent)!r} does not exist; create it first"
+                f"cannot create {where}: directory {str(path.parent)!r} does not exist; create it first"
             )
-        if self.readonly and not self.path.exists():
-            raise StorageLocationError(f"{path} does not exist")
-        if self.path.is_dir():
-            raise StorageLocationError(f"{path} is a directory, not a database file")
-        if not self.readonly:
-            # Opened (and created) here rather than left to SQLite, whose error names no cause.
-            try:
-                os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644))
-            except OSError as exc:
-                raise StorageLocationError(
-                    f"cannot write {path}: {exc.strerror}; check the permissions of the file and its "
-                    "directory, or open it with SQLiteStorage(..., readonly=True)"
-                ) from None
-        self._write_lock = anyio.Lock()
-        uri = f"file:{self.path.resolve().as_posix()}?mode={'ro' if self.readonly else 'rwc'}"
+        if not path.exists() and not self.create:
+            raise StorageLocationError(f"{where} does not exist")
+        mode = "ro" if self.readonly else "rwc" if self.create else "rw"
+        # Percent-encoded: '#', '?' and '%' in a file name are taken literally.
+        uri = f"file:{quote(str(path.absolute()))}?mode={mode}"
+        conn = Connection(path.name)
         try:
-            conn = await aiosqlite.connect(uri, uri=True, timeout=self.busy_timeout, isolation_level=None)
+            await conn.open(
+                partial(sqlite3.connect, uri, uri=True, timeout=self.busy_timeout, isolation_level=None)
+            )
         except sqlite3.Error as exc:
-            raise _classify(exc, path) from None
+            raise self._open_error(exc) from None
         self._conn = conn
         try:
+            st = os.stat(path)
+            self._identity = (st.st_dev, st.st_ino)
             await self._prepare()
         except BaseException:
             self._conn = None
-            with anyio.CancelScope(shield=True):
-                await conn.close()
+            await conn.close()
             raise
 
+    def _open_error(self, exc: sqlite3.Error) -> StorageError:
+        where = str(self.path)
+        if "unable to open" not in str(exc):
+            return self._classify(exc)
+        if self.readonly:
+            return StorageLocationError(f"cannot read {where} ({exc}); check its permissions")
+        return StorageLocationError(
+            f"cannot write {where}: {exc}; check the permissions of the file and its directory, or "
+            "open it with SQLiteStorage(..., readonly=True)"
+        )
+
     async def _prepare(self) -> None:
-        conn = self._db()
-        try:
+        def inspect(db: sqlite3.Connection) -> tuple[int, int, int]:
             # Tables first: they appear in the same commit that sets the application id and the
             # version, so reading those after cannot see another process's half-created file.
-            tables = (await self._one("SELECT count(*) FROM sqlite_master"))[0]
-            app_id = (await self._one("PRAGMA application_id"))[0]
-            version = (await self._one("PRAGMA user_version"))[0]
-        except sqlite3.Error as exc:
-            raise _classify(exc, str(self.path)) from None
+            tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+            app_id = db.execute("PRAGMA application_id").fetchone()[0]
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            return tables, app_id, version
+
+        tables, app_id, version = await self._call(inspect)
         if tables and app_id != APPLICATION_ID:
             raise NotADatabaseError(
                 f"{self.path} is a SQLite database of another program (application_id {app_id:#x}); "
@@ -329,264 +303,436 @@ class SQLiteStorage(Storage):
                 f"reads up to {SCHEMA_VERSION}); upgrade aio_ashb to open it"
             )
         if self.readonly:
-            if version < SCHEMA_VERSION:
-                raise SchemaVersionError(
-                    f"{self.path} has schema version {version}; open it once for writing to upgrade it"
-                )
+            if not tables:  # an empty file (a 0-byte file is a valid, empty database)
+                self._blank = True
+                return
+            if version < OLDEST_READABLE:
+                raise SchemaVersionError(f"{self.path} has schema version {version}; it cannot be read")
         else:
-            try:
-                await conn.execute("PRAGMA journal_mode=WAL")
-                await conn.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
-                if version < SCHEMA_VERSION:
-                    await self._migrate(version)
-            except sqlite3.Error as exc:
-                raise _classify(exc, str(self.path)) from None
-        rows = await self._all("SELECT id, name FROM studies")
-        self._ids = {name: sid for sid, name in rows}
-        for sid, top in await self._all("SELECT study_id, max(seq) FROM events GROUP BY study_id"):
-            self._next_seq[sid] = top + 1
+            await self._call(partial(self._configure, new=not tables))
+            if tables and self._identity not in _verified:
+                await self._verify()
+            if version < SCHEMA_VERSION:
+                await self._migrate()
+            if self._identity is not None:
+                _verified.add(self._identity)
 
-    @contextlib.asynccontextmanager
-    async def _immediate(self) -> AsyncIterator[aiosqlite.Connection]:
-        """One write transaction: BEGIN IMMEDIATE (other processes' writers wait, so there are
-        no two winners), COMMIT, or ROLLBACK on any error; sqlite3 errors are classified.
-        Callers hold the write lock and shield the transaction from cancellation."""
-        conn = self._writable()
-        try:
-            await conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-                await conn.execute("COMMIT")
-            except BaseException:
-                await conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise _classify(exc, str(self.path)) from None
+        def load(db: sqlite3.Connection) -> tuple[list[Any], list[Any]]:
+            ids = db.execute("SELECT id, name FROM studies").fetchall()
+            tops = db.execute("SELECT study_id, max(seq) FROM events GROUP BY study_id").fetchall()
+            return ids, tops
 
-    async def _migrate(self, version: int) -> None:
-        with anyio.CancelScope(shield=True):
-            async with self._immediate() as conn:
-                # Read again under the write lock: another process may have just created the
-                # schema of this new file (then there is nothing left to do).
-                async with conn.execute("PRAGMA user_version") as cursor:
-                    row = await cursor.fetchone()
-                version = row[0] if row is not None else version
-                for v in range(version, SCHEMA_VERSION):
-                    for statement in _MIGRATIONS[v]:
-                        await conn.execute(statement)
-                await conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
-                await conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        ids, tops = await self._call(partial(_snapshot, body=load))
+        self._ids = {name: sid for sid, name in ids}
+        self._next_seq = {sid: top + 1 for sid, top in tops}
+
+    def _configure(self, db: sqlite3.Connection, *, new: bool) -> None:
+        if new:  # before WAL and the first table: the only moment it can be chosen cheaply
+            db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
+        # After a checkpoint the WAL file is cut back to this size (large checkpoints grow it).
+        db.execute("PRAGMA journal_size_limit=16777216")
+
+    async def _verify(self) -> None:
+        problems = await self._call(lambda db: db.execute("PRAGMA quick_check(3)").fetchall())
+        if [p[0] for p in problems] != ["ok"]:
+            found = "; ".join(printable(p[0], 120) for p in problems)
+            raise CorruptDatabaseError(
+                f"{self.path} is damaged (SQLite's quick_check: {found}); aio_ashb will not write into "
+                f"it. Restore it from a backup, or recover what is left: sqlite3 {self.path} .recover"
+            )
+
+    async def _migrate(self) -> None:
+        def migrate(db: sqlite3.Connection) -> bool:
+            # Read again under the write lock: another process may have just migrated this file.
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            for v in range(version, SCHEMA_VERSION):
+                for statement in MIGRATIONS[v]:
+                    db.execute(statement)
+            db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            return bool(version) and db.execute("PRAGMA auto_vacuum").fetchone()[0] == 0
+
+        if await self._write(migrate):
+            # A file from before space was reclaimed: switch it over once (VACUUM rewrites it).
+            # Another connection's open read transaction makes that fail: then it waits.
+            with contextlib.suppress(StorageError):
+                await self._call(lambda db: db.executescript("PRAGMA auto_vacuum=INCREMENTAL; VACUUM;"))
 
     async def close(self) -> None:
         if self._closed:
             return
         try:
-            if self._conn is not None and not self.readonly:
+            if self._conn is not None and not self.readonly and self._broken is None:
                 await self.flush()
+                with contextlib.suppress(StorageError):
+                    await self._call(_reclaim)
         finally:
             self._closed = True
             if self._conn is not None:
-                with anyio.CancelScope(shield=True):
-                    await self._conn.close()
-                self._conn = None
+                conn, self._conn = self._conn, None
+                await conn.close()
 
-    def _db(self) -> aiosqlite.Connection:
+    def _connection(self) -> Connection:
         if self._closed:
             raise StateError(f"{self!r} is closed")
         if self._conn is None:
             raise StateError(f"{self!r} is not open; use `async with` or await open()")
         return self._conn
 
-    def _writable(self) -> aiosqlite.Connection:
-        conn = self._db()
+    def _writable(self) -> Connection:
+        conn = self._connection()
         if self.readonly:
             raise StateError(f"{self!r} was opened read-only")
+        if self._broken is not None:
+            raise self._broken
         return conn
 
-    async def _call(self, fn: Callable[[], Any]) -> Any:
+    # ------------------------------------------------------------------ jobs and errors
+    async def _call(self, job: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``job`` on the connection's thread; driver errors become StorageErrors."""
+        conn = self._connection()
         try:
-            return await fn()
+            return await conn.run(job)
         except sqlite3.Error as exc:
-            raise _classify(exc, str(self.path)) from None
+            error = self._classify(exc)
+            if "locked" in str(exc) or "busy" in str(exc):
+                error = StorageError(f"{error} {await self._who_locks()}".rstrip())
+            raise error from None
+        except _FileGone as exc:
+            self._broken = StorageError(
+                f"{self.path} was {exc} while this storage had it open; what was committed before "
+                "went with it, and nothing more can be written. The run stops"
+            )
+            raise self._broken from None
 
-    async def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        rows = await self._all(sql, params)
-        return rows[0] if rows else None
-
-    async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        conn = self._db()
-        assert self._write_lock is not None
-        # Under the write lock: on the writer's connection a read between two statements of a
-        # transaction would see rows not yet committed.
-        async with self._write_lock:
-            return list(await self._call(lambda: conn.execute_fetchall(sql, params)))
-
-    async def _transaction(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
-        """Run write statements in one transaction, after the queued events (order kept)."""
+    async def _write(self, body: Callable[[sqlite3.Connection], T]) -> T:
+        """``body`` in one write transaction, checked against removal of the file."""
         self._writable()
-        assert self._write_lock is not None
-        await self.flush()
-        async with self._write_lock:
-            with anyio.CancelScope(shield=True):
-                async with self._immediate() as conn:
-                    for sql, params in statements:
-                        await conn.execute(sql, params)
+        return await self._call(partial(_transaction, body=body, check=self._check_file))
+
+    def _check_file(self) -> None:
+        """On the connection's thread, before a commit: is the path still our file?"""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            raise _FileGone("removed (or its directory was)") from None
+        except OSError:
+            return  # unreadable directory: SQLite itself will say what is wrong
+        if (st.st_dev, st.st_ino) != self._identity:
+            raise _FileGone("replaced by another file")
+
+    def _classify(self, exc: sqlite3.Error) -> StorageError:
+        """A sqlite3 error as the StorageError that tells the user what to do."""
+        where = str(self.path)
+        text = printable(str(exc))
+        if "file is not a database" in text:
+            return NotADatabaseError(f"{where} is not a SQLite database; point aio_ashb at another file")
+        if "malformed" in text or "corrupt" in text or "Could not decode" in text:
+            return CorruptDatabaseError(
+                f"{where} is damaged ({text}); restore it from a backup, or recover what is left: "
+                f"sqlite3 {where} .recover"
+            )
+        if "full" in text:
+            return StorageError(
+                f"the disk holding {where} is full ({text}); nothing acknowledged was lost: free some "
+                "space and run the study again"
+            )
+        if "readonly" in text or "read-only" in text:
+            return StorageLocationError(
+                f"{where} cannot be written ({text}); check the permissions of the file and its directory"
+            )
+        if "unable to open" in text:
+            return StorageLocationError(f"cannot open {where} ({text}); check that its directory exists")
+        if "locked" in text or "busy" in text:
+            return StorageError(
+                f"{where} stayed locked by another connection for {self.busy_timeout:g} s ({text})."
+            )
+        if "disk I/O error" in text:
+            return StorageError(f"{where}: {text}; check the disk (is it full, or gone?)")
+        return StorageError(f"SQLite error on {where}: {text}")
+
+    async def _who_locks(self) -> str:
+        """Who holds the write lock and which studies they run (best effort, for the message)."""
+        pids = await anyio.to_thread.run_sync(_owner.write_lock_holders, self.path)
+        if not pids:
+            return "Try again, or find the process that keeps it open."
+        parts = []
+        for pid in pids:
+            letter = _owner.state_letter(pid)
+            stopped = letter in ("T", "t")
+            parts.append(
+                f"pid {pid} on this machine holds its write lock"
+                + (
+                    f" and is stopped (SIGSTOP or Ctrl-Z): resume it with `kill -CONT {pid}`, or end it"
+                    if stopped
+                    else "; wait for it, or end it"
+                )
+            )
+        return "; ".join(parts) + "."
 
     # ------------------------------------------------------------------ studies
     def _id(self, name: str) -> int:
-        self._db()
+        self._connection()
         try:
             return self._ids[name]
         except KeyError:
             raise StudyNotFoundError(f"no study named {name!r} in {self.path}") from None
 
+    def _name_of(self, sid: int) -> str:
+        return next((n for n, i in self._ids.items() if i == sid), f"#{sid}")
+
     async def _refresh_ids(self) -> None:
-        rows = await self._all("SELECT id, name FROM studies")
+        if self._blank:
+            return
+        rows = await self._call(lambda db: db.execute("SELECT id, name FROM studies").fetchall())
         self._ids = {name: sid for sid, name in rows}
+
+    def _info(self, row: tuple[Any, ...]) -> StudyInfo:
+        name, config, created = row
+        try:
+            parsed = json.loads(config)
+            if not isinstance(parsed, dict):
+                raise TypeError(f"a {type(parsed).__name__}, not an object")
+        except (ValueError, TypeError) as exc:
+            raise CorruptDatabaseError(
+                f"study {printable(name)!r} in {self.path} has a malformed configuration "
+                f"({printable(str(exc))})"
+            ) from None
+        return StudyInfo(name=name, config=parsed, created=created)
 
     async def create_study(self, name: str, config: Mapping[str, Any]) -> StudyInfo:
         self._writable()
-        await self._refresh_ids()  # another process may have created it meanwhile
-        if name in self._ids:
+        created = time.time()
+        text = json.dumps(config)
+
+        def insert(db: sqlite3.Connection) -> int | None:
+            try:
+                cursor = db.execute(
+                    "INSERT INTO studies (name, config, created) VALUES (?,?,?)", (name, text, created)
+                )
+            except sqlite3.IntegrityError:
+                return None
+            return cursor.lastrowid
+
+        sid = await self._write(insert)
+        if sid is None:
             raise DuplicateStudyError(
                 f"a study named {name!r} already exists in {self.path}; "
                 "pass load_if_exists=True to continue it"
             )
-        created = time.time()
-        try:
-            await self._transaction(
-                [
-                    (
-                        "INSERT INTO studies (name, config, created) VALUES (?,?,?)",
-                        (name, json.dumps(config), created),
-                    )
-                ]
-            )
-        except StorageError as exc:
-            if "UNIQUE" in str(exc):
-                raise DuplicateStudyError(f"a study named {name!r} already exists in {self.path}") from None
-            raise
-        await self._refresh_ids()
-        self._next_seq[self._ids[name]] = 1
+        self._ids[name] = sid
+        self._next_seq[sid] = 1
         return StudyInfo(name=name, config=dict(config), created=created)
 
     async def get_study(self, name: str) -> StudyInfo:
-        self._db()
-        row = await self._one("SELECT name, config, created FROM studies WHERE name = ?", (name,))
+        self._connection()
+        if self._blank:
+            raise StudyNotFoundError(f"no study named {name!r} in {self.path} (the file is empty)")
+        row = await self._call(
+            lambda db: db.execute(
+                "SELECT name, config, created FROM studies WHERE name = ?", (name,)
+            ).fetchone()
+        )
         if row is None:
             raise StudyNotFoundError(f"no study named {name!r} in {self.path}")
         if name not in self._ids:
             await self._refresh_ids()
-        return StudyInfo(name=row[0], config=json.loads(row[1]), created=row[2])
+        return self._info(row)
 
     async def list_studies(self) -> list[StudyInfo]:
-        rows = await self._all("SELECT name, config, created FROM studies ORDER BY id")
-        return [StudyInfo(name=n, config=json.loads(c), created=t) for n, c, t in rows]
+        self._connection()
+        if self._blank:
+            return []
+        rows = await self._call(
+            lambda db: db.execute("SELECT name, config, created FROM studies ORDER BY id").fetchall()
+        )
+        return [self._info(r) for r in rows]
 
     async def delete_study(self, name: str) -> None:
+        self._writable()
         await self._refresh_ids()
         sid = self._id(name)
-        await self._transaction(
-            [
-                (f"DELETE FROM {table} WHERE study_id = ?", (sid,))
-                for table in ("events", "checkpoints", "leases")
-            ]
-            + [("DELETE FROM studies WHERE id = ?", (sid,))]
-        )
+
+        def delete(db: sqlite3.Connection) -> None:
+            row = _lease_row(db, sid)
+            now = time.time()
+            if (
+                row is not None
+                and row[1] > now
+                and _owner.liveness(_owner_of(row)) is not _owner.Liveness.DEAD
+            ):
+                raise StudyLockedError(lease_message(name, row[0], row[1], now))
+            for table in ("events", "checkpoints", "leases"):
+                db.execute(f"DELETE FROM {table} WHERE study_id = ?", (sid,))
+            db.execute("DELETE FROM studies WHERE id = ?", (sid,))
+
+        await self._write(delete)
         del self._ids[name]
         self._next_seq.pop(sid, None)
+        self._held.pop(sid, None)
+        self._pending = [e for e in self._pending if e[1][0] != sid]
+        with contextlib.suppress(StorageError):
+            await self._call(_reclaim)
 
     # ------------------------------------------------------------------ the log
     def append(self, name: str, events: Sequence[Event]) -> int:
         self._writable()
         sid = self._id(name)
+        if sid in self._lost:  # its lease was taken: these can never be written (flush says so)
+            for _ in events:
+                self._seq += 1
+                self._dropped[self._seq] = sid
+            return self._seq
         seq = self._next_seq.get(sid, 1)
-        pending = self._pending
+        g = self._seq
+        entries: list[_Entry] = []  # built whole first: a payload that fails to pickle queues nothing
         for ev in events:
-            pending.append(("e", _encode(sid, seq, ev)))
+            g += 1
+            entries.append(("e", encode(sid, seq, ev), g))
             if isinstance(ev, Checkpointed):
-                pending.append(("c", (sid, ev.number, ev.step, _pickle_payload(ev.payload))))
+                entries.append(("c", (sid, ev.number, ev.step, _pickle_payload(ev.payload)), 0))
             elif isinstance(ev, TrialEnded):
-                pending.append(("d", (sid, ev.number)))
+                entries.append(("d", (sid, ev.number), 0))
             seq += 1
+        self._pending.extend(entries)
         self._next_seq[sid] = seq
-        self._seq += len(events)
-        return self._seq
+        self._seq = g
+        return g
 
     def drop_checkpoint(self, name: str, number: int) -> int:
         self._writable()
-        self._pending.append(("d", (self._id(name), number)))
+        self._pending.append(("d", (self._id(name), number), 0))
         return self._seq
 
     @property
     def durable_seq(self) -> int:
+        # Never past an event that was dropped (its study's lease was lost): whoever waits for
+        # it must call flush(), which raises the reason, instead of taking it as durable.
+        if self._dropped:
+            return min(self._durable, min(self._dropped) - 1)
         return self._durable
 
     async def flush(self, seq: int | None = None) -> None:
-        if self.readonly and not self._pending:
-            self._db()  # nothing can be pending on a read-only file: only check it is open
+        if self.readonly:
+            self._connection()  # nothing can be pending on a read-only file: only check it is open
             return
-        conn = self._writable()
+        self._writable()
         target = self._seq if seq is None else seq
         while self._durable < target or (seq is None and self._pending):
             if self._committing is not None:  # a leader is writing: wait for its outcome
                 await self._committing.wait()
                 continue
             self._committing = done = anyio.Event()
-            # Let the tasks that are ready to run queue their events first (the trials that the
-            # previous commit woke up all report again at once): one commit instead of two.
-            await anyio.lowlevel.cancel_shielded_checkpoint()
-            batch, self._pending = self._pending, []
+            batch: list[_Entry] | None = None
+            outcome = _Outcome()
             last = self._seq
             try:
-                assert self._write_lock is not None
-                with anyio.CancelScope(shield=True):  # a batch is written whole, or not at all
-                    async with self._write_lock:
-                        if batch:
-                            await self._write(conn, batch)
-                self._durable = last
-            except BaseException:
-                self._pending[:0] = batch  # nothing of it was committed: keep it for a retry
-                raise
+                # Let the tasks that are ready to run queue their events first (the trials that
+                # the previous commit woke up all report again at once): one commit, not two.
+                await anyio.lowlevel.cancel_shielded_checkpoint()
+                batch, self._pending = self._pending, []
+                last = self._seq
+                if batch:
+                    await self._commit(batch, outcome)
             finally:
+                if batch is not None:
+                    if outcome.committed or not batch:
+                        self._durable = max(self._durable, last)
+                        for sid, holder in outcome.fenced.items():
+                            self._lose(sid, holder, batch)
+                    else:  # nothing of it was committed: keep it for the next attempt
+                        self._pending[:0] = batch
                 self._committing = None
                 done.set()
+        if seq is not None and seq in self._dropped:
+            raise self._lost[self._dropped[seq]]
 
-    async def _write(self, conn: aiosqlite.Connection, batch: list[tuple[str, tuple[Any, ...]]]) -> None:
-        try:
-            if len(batch) <= _ROWS_PER_STATEMENT and all(kind == "e" for kind, _ in batch):
-                # The common batch, reports only: one multi-row INSERT, atomic on its own in
-                # autocommit mode, so one round trip to the connection's thread.
-                params = [value for _, row in batch for value in row]
-                await conn.execute(_insert_rows(len(batch)), params)
+    async def _commit(self, batch: list[_Entry], outcome: _Outcome) -> None:
+        fences = {sid: self._held[sid] for sid in {e[1][0] for e in batch} if sid in self._held}
+
+        def body(db: sqlite3.Connection) -> None:
+            for sid, holder in fences.items():
+                row = _lease_row(db, sid)
+                if row is None or row[0] != holder:
+                    outcome.fenced[sid] = None if row is None else row[0]
+            rows = batch if not outcome.fenced else [e for e in batch if e[1][0] not in outcome.fenced]
+            if not rows:
+                return
+            if len(rows) <= ROWS_PER_STATEMENT and all(e[0] == "e" for e in rows):
+                # The common batch, reports only: one multi-row INSERT.
+                db.execute(insert_rows(len(rows)), [v for e in rows for v in e[1]])
                 return
             # Consecutive rows of one kind go in one executemany; the order of kinds is kept.
-            groups: list[tuple[str, list[tuple[Any, ...]]]] = []
-            for kind, row in batch:
-                if groups and groups[-1][0] == kind:
-                    groups[-1][1].append(row)
-                else:
-                    groups.append((kind, [row]))
-            sql = {"e": _INSERT_EVENT, "c": _UPSERT_CHECKPOINT, "d": _DELETE_CHECKPOINT}
-        except sqlite3.Error as exc:
-            raise _classify(exc, str(self.path)) from None
-        async with self._immediate() as tx:
-            for kind, rows in groups:
-                await tx.executemany(sql[kind], rows)
+            start = 0
+            for i in range(1, len(rows) + 1):
+                if i == len(rows) or rows[i][0] != rows[start][0]:
+                    db.executemany(_SQL[rows[start][0]], [e[1] for e in rows[start:i]])
+                    start = i
+
+        frees = any(e[0] != "e" for e in batch)
+
+        def job(db: sqlite3.Connection) -> None:
+            _transaction(db, body, self._check_file)
+            outcome.committed = True
+            if frees:  # checkpoints replaced or dropped: maybe give the space back
+                with contextlib.suppress(sqlite3.Error):
+                    _reclaim(db)
+
+        await self._call(job)
+
+    def _lose(self, sid: int, holder: str | None, pending: Sequence[_Entry] = ()) -> None:
+        """This storage no longer holds the lease of study ``sid``: its events that were not
+        written never will be (``flush`` raises for them), nor will any appended later."""
+        name = self._name_of(sid)
+        self._held.pop(sid, None)
+        self._lost[sid] = StudyLockedError(
+            f"study {name!r}: this runner's lease was "
+            + (f"taken over by {holder}" if holder else "ended by another runner, which has finished")
+            + " while this runner was stalled past its lease_ttl (stopped, suspended or frozen); "
+            "its work since then was not recorded, and it stops"
+        )
+        for entries in (pending, self._pending):
+            for kind, row, g in entries:
+                if kind == "e" and row[0] == sid:
+                    self._dropped[g] = sid
+        self._pending = [e for e in self._pending if e[1][0] != sid]
 
     async def read_events(self, name: str) -> list[Event]:
         sid = self._id(name)
-        rows = await self._all(
-            "SELECT kind, number, step, value, time, data FROM events WHERE study_id = ? ORDER BY seq", (sid,)
-        )
-        decoded: list[Event] = await anyio.to_thread.run_sync(lambda: [_decode(r) for r in rows])
-        return decoded
+        where = f"study {name!r} in {self.path}"
+        # Decoded on the connection's thread: a long log is not parsed on the event loop.
+        return await self._call(lambda db: decode_all(db.execute(SELECT_EVENTS, (sid,)).fetchall(), where))
+
+    async def read_study(self, name: str) -> tuple[StudyInfo, list[Event]]:
+        self._connection()
+        if self._blank:
+            raise StudyNotFoundError(f"no study named {name!r} in {self.path} (the file is empty)")
+
+        where = f"study {name!r} in {self.path}"
+
+        def read(db: sqlite3.Connection) -> tuple[Any, list[Event]]:
+            row = db.execute(
+                "SELECT id, name, config, created FROM studies WHERE name = ?", (name,)
+            ).fetchone()
+            if row is None:
+                return None, []
+            return row, decode_all(db.execute(SELECT_EVENTS, (row[0],)).fetchall(), where)
+
+        row, events = await self._call(partial(_snapshot, body=read))
+        if row is None:
+            raise StudyNotFoundError(f"no study named {name!r} in {self.path}")
+        self._ids[name] = row[0]
+        return self._info(row[1:]), events
 
     async def read_values(self, name: str, number: int) -> dict[int, float]:
         sid = self._id(name)
-        rows = await self._all(
-            "SELECT step, value FROM events WHERE study_id = ? AND number = ? AND kind = ? ORDER BY seq",
-            (sid, number, _REPORTED),
+        rows = await self._call(
+            lambda db: db.execute(
+                "SELECT step, value FROM events WHERE study_id = ? AND number = ? AND kind = ? ORDER BY seq",
+                (sid, number, REPORTED),
+            ).fetchall()
         )
         return {step: (math.nan if value is None else value) for step, value in rows}
 
@@ -595,8 +741,10 @@ class SQLiteStorage(Storage):
             raise StateError("a read-only storage never unpickles checkpoints (they can run code)")
         sid = self._id(name)
         await self.flush()
-        row = await self._one(
-            "SELECT step, payload FROM checkpoints WHERE study_id = ? AND number = ?", (sid, number)
+        row = await self._call(
+            lambda db: db.execute(
+                "SELECT step, payload FROM checkpoints WHERE study_id = ? AND number = ?", (sid, number)
+            ).fetchone()
         )
         if row is None:
             return None
@@ -611,45 +759,68 @@ class SQLiteStorage(Storage):
 
     # ------------------------------------------------------------------ leases
     async def acquire_lease(self, name: str, holder: str, ttl: float) -> None:
-        await self._lease(name, holder, ttl, take=True)
+        sid = self._id(name)
+        await self.flush()
+        me = _owner.this_process()
+
+        def take(db: sqlite3.Connection) -> int:
+            row = _lease_row(db, sid)
+            now = time.time()
+            if row is not None and row[0] != holder and row[1] > now:
+                alive = _owner.liveness(_owner_of(row))
+                if alive is not _owner.Liveness.DEAD:  # a dead process on this machine runs nothing
+                    message = lease_message(name, row[0], row[1], now)
+                    if alive is _owner.Liveness.STOPPED:
+                        message += (
+                            f" Its process is stopped (SIGSTOP or Ctrl-Z): `kill -CONT {row[2]}` resumes it."
+                        )
+                    raise StudyLockedError(message)
+            db.execute(UPSERT_LEASE, (sid, holder, now + ttl, me.pid, me.machine, me.started))
+            top = db.execute("SELECT max(seq) FROM events WHERE study_id = ?", (sid,)).fetchone()[0]
+            return (top or 0) + 1
+
+        after_file = await self._write(take)
+        # Another process may have appended since this one opened.
+        self._next_seq[sid] = max(after_file, self._next_seq.get(sid, 1))
+        self._held[sid] = holder
+        if self._lost.pop(sid, None) is not None:
+            self._dropped = {g: s for g, s in self._dropped.items() if s != sid}
 
     async def renew_lease(self, name: str, holder: str, ttl: float) -> None:
-        await self._lease(name, holder, ttl, take=False)
-
-    async def _lease(self, name: str, holder: str, ttl: float, *, take: bool) -> None:
-        self._writable()
         sid = self._id(name)
-        assert self._write_lock is not None
-        if take:
-            await self.flush()
-        async with self._write_lock:
-            with anyio.CancelScope(shield=True):
-                async with self._immediate() as tx:
-                    now = time.time()
-                    rows = await tx.execute_fetchall(
-                        "SELECT holder, expires FROM leases WHERE study_id = ?", (sid,)
-                    )
-                    row = next(iter(rows), None)
-                    if row is not None and row[0] != holder and row[1] > now:
-                        raise StudyLockedError(lease_message(name, row[0], row[1], now))
-                    if row is not None and row[0] != holder and not take:
-                        raise StudyLockedError(
-                            f"study {name!r}: this runner's lease expired and {row[0]} took it over"
-                        )
-                    await tx.execute(_UPSERT_LEASE, (sid, holder, now + ttl))
-                    if take:  # another process may have appended since this one opened
-                        top = await tx.execute_fetchall(
-                            "SELECT max(seq) FROM events WHERE study_id = ?", (sid,)
-                        )
-                        after_file = (next(iter(top))[0] or 0) + 1
-                        self._next_seq[sid] = max(after_file, self._next_seq.get(sid, 1))
+        if sid in self._lost:
+            raise self._lost[sid]
+
+        def renew(db: sqlite3.Connection) -> tuple[bool, str | None]:
+            # Compare and swap: only a lease that is still this holder's is extended; one that was
+            # taken over, or released by the runner that took over, is never re-created.
+            done = db.execute(
+                "UPDATE leases SET expires = ? WHERE study_id = ? AND holder = ?",
+                (time.time() + ttl, sid, holder),
+            ).rowcount
+            row = None if done else _lease_row(db, sid)
+            return bool(done), (None if row is None else row[0])
+
+        renewed, other = await self._write(renew)
+        if not renewed:
+            self._lose(sid, other)
+            raise self._lost[sid]
+        self._held[sid] = holder
 
     async def release_lease(self, name: str, holder: str) -> None:
         sid = self._id(name)
-        await self._transaction([("DELETE FROM leases WHERE study_id = ? AND holder = ?", (sid, holder))])
+        if self._held.get(sid) == holder:
+            # Never give the study up with events of it still unwritten: another runner could
+            # take over, and they would interleave with its own.
+            await self.flush()
+        await self._write(
+            lambda db: db.execute("DELETE FROM leases WHERE study_id = ? AND holder = ?", (sid, holder))
+        )
+        if self._held.get(sid) == holder:
+            del self._held[sid]
 
 
-def parse_sqlite_url(url: str) -> SQLiteStorage:
+def parse_sqlite_url(url: str, *, create: bool = True) -> SQLiteStorage:
     """``sqlite:///relative/or/absolute.db`` (three slashes; ``sqlite:////abs/path.db`` also works),
     with optional ``?synchronous=full``."""
     rest = url[len("sqlite://") :]
@@ -666,4 +837,4 @@ def parse_sqlite_url(url: str) -> SQLiteStorage:
     sync = options.get("synchronous", "normal").lower()
     if sync not in ("normal", "full"):
         raise ConfigError(f"synchronous must be 'normal' or 'full', got {sync!r} in {url!r}")
-    return SQLiteStorage(path, synchronous=sync)  # type: ignore[arg-type]
+    return SQLiteStorage(path, synchronous=sync, create=create)  # type: ignore[arg-type]

@@ -104,7 +104,9 @@ async def test_load_study_replays_and_checks_the_configuration() -> None:
     assert again.rungs == study.rungs
     with pytest.raises(aa.DuplicateStudyError, match="'s' already exists"):
         await aa.create_study(space=SPACE, storage=storage, name="s")
-    with pytest.raises(aa.ConfigError, match="different scheduler"):
+    with pytest.raises(
+        aa.ConfigError, match=r"different configuration:\n  scheduler\.max_resource: stored 9, given 81\n"
+    ):
         await aa.create_study(space=SPACE, storage=storage, name="s", load_if_exists=True)
     same = await aa.create_study(
         space=SPACE, storage=storage, name="s", scheduler=aa.ASHA(1, 9, 3), load_if_exists=True

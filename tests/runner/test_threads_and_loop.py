@@ -7,7 +7,7 @@ import time
 from collections import Counter
 
 import anyio
-import anyio.from_thread
+import anyio.to_thread
 import pytest
 
 import aio_ashb as aa
@@ -60,18 +60,18 @@ async def test_sync_objective_failures_and_bad_reports_are_stored() -> None:
 
 @pytest.mark.asyncio
 async def test_cancelling_a_run_with_thread_trials_interrupts_them() -> None:
-    started = anyio.Event()
+    started = threading.Event()
 
     def objective(trial: aa.ThreadTrial) -> None:
         for step in trial.steps():
-            anyio.from_thread.run_sync(started.set)
+            started.set()
             time.sleep(0.005)
             trial.report(loss(trial.params, step))
 
     study = await aa.create_study(space=SPACE, scheduler=aa.ASHA(1, 10_000, 3))
     async with anyio.create_task_group() as tg:
         tg.start_soon(study.run, objective)  # no trial bound: only cancellation ends it
-        await started.wait()
+        await anyio.to_thread.run_sync(started.wait)
         await anyio.sleep(0.05)
         tg.cancel_scope.cancel()
     counts = study.counts

@@ -12,7 +12,7 @@ import pytest
 
 import aio_ashb as aa
 from aio_ashb._core import Checkpointed, Reported
-from aio_ashb.storage._sqlite import APPLICATION_ID, SCHEMA_VERSION
+from aio_ashb.storage._schema import APPLICATION_ID, SCHEMA_VERSION
 from tests.runner.conftest import SPACE, loss
 
 CONFIG = {"format": 1}
@@ -315,7 +315,7 @@ async def test_a_second_runner_fails_fast_naming_the_first(tmp_path: Path) -> No
         await started.wait()
         with anyio.fail_after(2):
             with pytest.raises(
-                aa.StudyLockedError, match=r"being run by pid \d+ on .* \(runner [0-9a-f]{8}\)"
+                aa.StudyLockedError, match=r"being run by pid \d+ on .* \(runner [0-9a-f]{12}\)"
             ):
                 await second.run(slow, max_trials=50)
         first.stop()
