@@ -50,7 +50,7 @@ from aio_ashb._exceptions import (
 )
 from aio_ashb._executors import Executor, LoopExecutor, ProcessExecutor, ThreadExecutor
 from aio_ashb._report import RungStatus, StudyStatus
-from aio_ashb._study import AskedJob, Study, create_study, load_study
+from aio_ashb._study import AskedJob, Study, create_study, delete_study, load_study
 from aio_ashb._trial import ThreadTrial, Trial
 from aio_ashb.storage import MemoryStorage, SQLiteStorage, Storage
 
@@ -101,6 +101,7 @@ __all__ = [
     "TrialStopped",
     "WorkerLostError",
     "create_study",
+    "delete_study",
     "load_study",
     "__version__",
 ]

@@ -19,8 +19,8 @@ Safety rules, each learnt the hard way (docs/storage.md has the guarantees they 
 * Before each commit the file's identity (device, inode) is compared with the path's: if the
   file was removed (or replaced) under the runner, the commit fails instead of writing into a
   file nobody will ever see.
-* A writable open verifies the file once per process (``PRAGMA quick_check``) and refuses to
-  write into a damaged one.
+* A writable open verifies the file (``PRAGMA quick_check``, about 8 ms per MB, on the
+  connection's thread) and refuses to write into a damaged one.
 
 Checkpoints are pickled into the ``checkpoints`` table; the runner pickles them in a worker
 thread before it appends them (``Pickled``). Unpickling runs code chosen by whoever wrote the
@@ -90,9 +90,6 @@ _SQL = {"e": INSERT_EVENT, "c": UPSERT_CHECKPOINT, "d": DELETE_CHECKPOINT}
 # Space: once a commit has freed pages (dropped checkpoints), reclaim them when they are more than
 # this many pages and half the file, this many pages per commit (a few ms each).
 _RECLAIM_PAGES = 1024
-# Files this process has verified (device, inode): a web backend opening one file many times
-# reads it through once.
-_verified: set[tuple[int, int]] = set()
 
 
 class Pickled:
@@ -165,11 +162,13 @@ def _owner_of(row: tuple[Any, ...]) -> _owner.Owner:
     return _owner.Owner(row[2], row[3], row[4])
 
 
-def _reclaim(db: sqlite3.Connection) -> None:
-    """Give free pages back to the file system, a bounded number per call (auto_vacuum=INCREMENTAL)."""
+def _reclaim(db: sqlite3.Connection, *, everything: bool = False) -> None:
+    """Give free pages back to the file system (auto_vacuum=INCREMENTAL): after a commit, a
+    bounded number, once they are many and half the file; at close, all of them."""
     free = db.execute("PRAGMA freelist_count").fetchone()[0]
-    if free >= _RECLAIM_PAGES and 2 * free >= db.execute("PRAGMA page_count").fetchone()[0]:
-        # executescript steps the pragma to its end (execute would free one page only).
+    if everything and free:
+        db.executescript("PRAGMA incremental_vacuum;")  # executescript steps it to its end
+    elif free >= _RECLAIM_PAGES and 2 * free >= db.execute("PRAGMA page_count").fetchone()[0]:
         db.executescript(f"PRAGMA incremental_vacuum({_RECLAIM_PAGES * 4});")
 
 
@@ -208,7 +207,7 @@ class SQLiteStorage(Storage):
         self._closed = False
         self._opening: anyio.Event | None = None
         self._identity: tuple[int, int] | None = None  # (device, inode) of the open file
-        self._blank = False  # a read-only open of an empty file: no tables, no studies
+        self._blank = False  # an empty file opened without creating: no tables, no studies
         self._broken: StorageError | None = None  # the file was removed: every write fails
         self._ids: dict[str, int] = {}  # study name -> id
         self._next_seq: dict[int, int] = {}  # study id -> next per-study seq in the file
@@ -302,20 +301,20 @@ class SQLiteStorage(Storage):
                 f"{self.path} was written by a newer aio_ashb (schema version {version}; this version "
                 f"reads up to {SCHEMA_VERSION}); upgrade aio_ashb to open it"
             )
+        if not tables and (self.readonly or not self.create):
+            # An empty file (a 0-byte file is a valid, empty database): it holds no studies, and
+            # a storage that may not create one leaves it as it is.
+            self._blank = True
+            return
         if self.readonly:
-            if not tables:  # an empty file (a 0-byte file is a valid, empty database)
-                self._blank = True
-                return
             if version < OLDEST_READABLE:
                 raise SchemaVersionError(f"{self.path} has schema version {version}; it cannot be read")
         else:
             await self._call(partial(self._configure, new=not tables))
-            if tables and self._identity not in _verified:
+            if tables:
                 await self._verify()
             if version < SCHEMA_VERSION:
                 await self._migrate()
-            if self._identity is not None:
-                _verified.add(self._identity)
 
         def load(db: sqlite3.Connection) -> tuple[list[Any], list[Any]]:
             ids = db.execute("SELECT id, name FROM studies").fetchall()
@@ -335,9 +334,12 @@ class SQLiteStorage(Storage):
         db.execute("PRAGMA journal_size_limit=16777216")
 
     async def _verify(self) -> None:
-        problems = await self._call(lambda db: db.execute("PRAGMA quick_check(3)").fetchall())
+        try:
+            problems = await self._call(lambda db: db.execute("PRAGMA quick_check(3)").fetchall())
+            found = "; ".join(printable(str(p[0]), 120) for p in problems)
+        except CorruptDatabaseError as exc:  # too damaged even to be checked
+            problems, found = [], printable(str(exc.__cause__ or exc), 120)
         if [p[0] for p in problems] != ["ok"]:
-            found = "; ".join(printable(p[0], 120) for p in problems)
             raise CorruptDatabaseError(
                 f"{self.path} is damaged (SQLite's quick_check: {found}); aio_ashb will not write into "
                 f"it. Restore it from a backup, or recover what is left: sqlite3 {self.path} .recover"
@@ -367,7 +369,7 @@ class SQLiteStorage(Storage):
             if self._conn is not None and not self.readonly and self._broken is None:
                 await self.flush()
                 with contextlib.suppress(StorageError):
-                    await self._call(_reclaim)
+                    await self._call(partial(_reclaim, everything=True))
         finally:
             self._closed = True
             if self._conn is not None:
@@ -504,6 +506,8 @@ class SQLiteStorage(Storage):
 
     async def create_study(self, name: str, config: Mapping[str, Any]) -> StudyInfo:
         self._writable()
+        if self._blank:
+            raise StorageLocationError(f"{self.path} is empty and this storage may not create studies in it")
         created = time.time()
         text = json.dumps(config)
 
