@@ -9,7 +9,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from aio_ashb._core import Event
 
@@ -72,7 +72,7 @@ class Storage(abc.ABC):
     #: fails its trial instead of the storage).
     pickles_checkpoints: ClassVar[bool] = False
 
-    async def __aenter__(self) -> Storage:
+    async def __aenter__(self) -> Self:
         await self.open()
         return self
 
