@@ -666,10 +666,11 @@ class _Run:
         # PAUSED and returned: released; it stays promotable until the study ends.
 
     def fail_fast(self, number: int, failure: _Failure) -> None:
-        """A run whose first trials all fail the same way before reporting anything (a bug in
-        the objective, a service that is down) stops and raises that error, instead of failing
-        every trial it was given."""
-        if self.same_failures < 0 or failure.exc is None or self.core.step_of(number):
+        """A run whose first trials all fail the same way (same exception type, raised at the
+        same line) before any trial of the run reported anything — a bug in the objective, a
+        service that is down — stops and raises that error, instead of failing every trial it
+        was given."""
+        if self.same_failures < 0 or failure.exc is None or self.reports:  # some trial reported
             self.same_failures = -1
             return
         where = _raised_at(failure.exc)

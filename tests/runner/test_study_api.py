@@ -205,6 +205,7 @@ def test_public_names_are_curated() -> None:
         "WorkerLostError",
         "__version__",
         "create_study",
+        "delete_study",
         "load_study",
     ]
     assert sorted(aa.__all__) == sorted(expected)

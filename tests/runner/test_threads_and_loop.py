@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -125,3 +128,94 @@ async def test_trial_timeout_ends_a_thread_trial_at_its_next_report() -> None:
     assert t.state is aa.TrialState.FAILED
     assert t.error is not None and "trial_timeout=0.2" in t.error
     assert len(reports_after_deadline) <= 1  # stopped at the first report past the deadline
+
+
+@pytest.mark.asyncio
+async def test_a_blocked_thread_is_abandoned_at_its_trial_timeout() -> None:
+    release = threading.Event()
+    late: list[str] = []
+
+    def objective(trial: aa.ThreadTrial) -> None:
+        for step in trial.steps():
+            release.wait(10)  # blocked far past trial_timeout
+            try:
+                trial.report(loss(trial.params, step))
+            except aa.TrialStopped as exc:
+                late.append(str(exc))
+                return
+
+    study = await aa.create_study(space=SPACE, scheduler=aa.ASHA(1, 9, 3))
+    t0 = time.monotonic()
+    await study.run(objective, max_trials=2, concurrency=2, trial_timeout=0.2)
+    assert time.monotonic() - t0 < 3  # not the 10 s the threads are blocked for
+    for t in study.trials:
+        assert t.state is aa.TrialState.FAILED
+        assert t.error is not None and "trial_timeout=0.2 s (its thread was abandoned" in t.error
+    release.set()
+    for _ in range(100):
+        if len(late) == 2:
+            break
+        await anyio.sleep(0.02)
+    assert sorted(late) == [
+        f"trial {n} was abandoned by the runner; it takes no more reports" for n in (0, 1)
+    ]
+    assert study.counts[aa.TrialState.FAILED] == 2  # its late report changed nothing
+
+
+@pytest.mark.asyncio
+async def test_cancelling_abandons_a_thread_that_never_returns() -> None:
+    release = threading.Event()
+    entered = threading.Event()
+
+    def objective(trial: aa.ThreadTrial) -> None:
+        for _step in trial.steps():
+            entered.set()
+            release.wait()  # threading.Event().wait(): blocked until the test ends
+
+    study = await aa.create_study(space=SPACE, scheduler=aa.ASHA(1, 9, 3))
+    try:
+        with anyio.fail_after(5):  # it used to hang here forever
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(study.run, objective)
+                await anyio.to_thread.run_sync(entered.wait)
+                tg.cancel_scope.cancel()
+        assert study.counts[aa.TrialState.INTERRUPTED] == 1
+        assert study.counts[aa.TrialState.RUNNING] == 0
+    finally:
+        release.set()
+
+
+BLOCKED_SCRIPT = """
+import asyncio, threading
+import aio_ashb as aa
+
+def objective(trial):
+    for step in trial.steps():
+        threading.Event().wait()  # never returns
+
+async def main():
+    study = await aa.create_study(space={"x": aa.Float(0, 1)}, scheduler=aa.ASHA(1, 9, 3))
+    print("running", flush=True)
+    await study.run(objective, concurrency=2)
+
+asyncio.run(main())
+"""
+
+
+def test_ctrl_c_twice_ends_a_process_whose_threads_never_return() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", BLOCKED_SCRIPT], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline().strip() == "running"
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)  # run() is cancelled and returns; the threads run on
+    waiting = proc.stderr.readline()
+    while "waiting for" not in waiting:
+        waiting = proc.stderr.readline()
+        assert waiting, "the process ended without saying what it waits for"
+    assert "waiting for 2 abandoned call(s) still running in threads (trial 0, trial 1)" in waiting
+    assert proc.poll() is None  # it waits for them, as Python waits for its threads
+    proc.send_signal(signal.SIGINT)
+    _, rest = proc.communicate(timeout=10)
+    assert "exiting; abandoned and unfinished: trial 0, trial 1" in rest
