@@ -73,7 +73,7 @@ from aio_ashb._executors import Executor, LoopExecutor, ThreadExecutor
 from aio_ashb._progress import Progress
 from aio_ashb._report import StudyStatus, status_of
 from aio_ashb._trial import ThreadTrial, Trial, materialize
-from aio_ashb.storage import MemoryStorage, Pickled, Storage
+from aio_ashb.storage import MemoryStorage, Pickled, Storage, StudyInfo
 from aio_ashb.storage._sqlite import parse_sqlite_url
 
 Objective: TypeAlias = (
@@ -1215,6 +1215,9 @@ def _parse_storage(storage: Storage | str | None, *, create: bool = True) -> tup
     raise ConfigError(f"storage must be a Storage, a URL string or None, got {storage!r}")
 
 
+_Options: TypeAlias = tuple[Durability, float]
+
+
 def _check_name(name: object) -> str:
     if not isinstance(name, str) or not name:
         raise ConfigError(f"name must be a non-empty string, got {name!r}")
@@ -1301,12 +1304,22 @@ def _core_from(name: str, storage: Storage, config: Mapping[str, Any]) -> Core:
 
 async def _build(name: str, storage: Storage, owns: bool, options: _Options) -> Study:
     info, events = await storage.read_study(name)  # one snapshot: configuration and log agree
+    return study_from_snapshot(name, storage, info, events, owns=owns, options=options)
+
+
+def study_from_snapshot(
+    name: str,
+    storage: Storage,
+    info: StudyInfo,
+    events: Sequence[Event],
+    *,
+    owns: bool = False,
+    options: _Options = ("durable", 30.0),
+) -> Study:
+    """The study as of a snapshot read with ``storage.read_study`` (the CLI shows exactly it)."""
     core = _core_from(name, storage, info.config)
     core.replay(events)
     return Study(name, storage, core, owns_storage=owns, durability=options[0], lease_ttl=options[1])
-
-
-_Options: TypeAlias = tuple[Durability, float]
 
 
 def _options(durability: object, lease_ttl: object) -> _Options:

@@ -1,8 +1,9 @@
 """The ``aio-ashb`` command (also ``python -m aio_ashb``).
 
-``demo`` runs a real tuning job; the other commands read a study file, never write it, and are
-safe while a study runs in another process (they open the database read-only). Every error is
-one line on stderr and a non-zero exit code: 2 for bad usage, 1 for anything else.
+``demo`` runs a real tuning job and ``delete`` deletes a study (asking first); the other commands
+read a study file, never write it, and are safe while a study runs in another process (they open
+the database read-only and show one consistent snapshot of it). Every error is a short message on
+stderr, never a traceback, and a non-zero exit code: 2 for bad usage, 1 for anything else.
 """
 
 from __future__ import annotations
@@ -15,13 +16,16 @@ import json
 import math
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import anyio
+import anyio.to_thread
 
 import aio_ashb as aa
+from aio_ashb._core import Event
 from aio_ashb._progress import status_line
 from aio_ashb._report import StudyStatus, trial_row
+from aio_ashb._study import study_from_snapshot
 
 
 class CliError(Exception):
@@ -29,35 +33,32 @@ class CliError(Exception):
 
 
 # ---------------------------------------------------------------------------------- reading
-async def _open_study(db: str, name: str | None) -> aa.Study:
-    """The study ``name`` of ``db`` (or its only study), opened read-only."""
+class _Snapshot(NamedTuple):
+    """What a reading command shows, all from one read transaction of the file."""
+
+    study: aa.Study
+    info: aa.storage.StudyInfo
+    events: list[Event]
+
+
+async def _only_study(storage: aa.SQLiteStorage, db: str) -> str:
+    names = [s.name for s in await storage.list_studies()]
+    if not names:
+        raise CliError(f"{db} holds no studies")
+    if len(names) > 1:
+        raise CliError(f"{db} holds {len(names)} studies ({', '.join(names)}); name one of them")
+    return names[0]
+
+
+async def _with_study(db: str, name: str | None, fn: Callable[[_Snapshot], Coroutine[Any, Any, int]]) -> int:
+    """Open ``db`` read-only, read the study ``name`` (or the only one) and call ``fn``."""
     if not await anyio.Path(db).exists():
         raise CliError(f"no such file: {db}")
-    storage = aa.SQLiteStorage(db, readonly=True)
-    try:
-        await storage.open()
+    async with aa.SQLiteStorage(db, readonly=True) as storage:
         if name is None:
-            names = [s.name for s in await storage.list_studies()]
-            if not names:
-                raise CliError(f"{db} holds no studies")
-            if len(names) > 1:
-                raise CliError(f"{db} holds {len(names)} studies ({', '.join(names)}); name one of them")
-            name = names[0]
-        return await aa.load_study(name=name, storage=storage)
-    except BaseException:
-        await storage.close()
-        raise
-
-
-async def _with_study(db: str, name: str | None, fn: Callable[[aa.Study], Coroutine[Any, Any, int]]) -> int:
-    study = await _open_study(db, name)
-    try:
-        return await fn(study)
-    finally:
-        try:
-            await study.close()
-        finally:
-            await study.storage.close()
+            name = await _only_study(storage, db)
+        info, events = await storage.read_study(name)
+        return await fn(_Snapshot(study_from_snapshot(name, storage, info, events), info, events))
 
 
 def _finite(v: Any) -> Any:
@@ -114,12 +115,15 @@ def _status_text(st: StudyStatus) -> str:
 async def _studies(db: str) -> int:
     if not await anyio.Path(db).exists():
         raise CliError(f"no such file: {db}")
+    rows: list[dict[str, Any]] = []
     async with aa.SQLiteStorage(db, readonly=True) as storage:
-        infos = await storage.list_studies()
-        rows = []
-        for info in infos:
-            study = await aa.load_study(name=info.name, storage=storage)
-            st = study.status()
+        for info in await storage.list_studies():
+            try:
+                _, events = await storage.read_study(info.name)
+                st = study_from_snapshot(info.name, storage, info, events).status()
+            except aa.StorageError as exc:  # one damaged study does not hide the others
+                rows.append({"name": info.name, "trials": f"unreadable: {exc}", "running": None})
+                continue
             rows.append(
                 {
                     "name": info.name,
@@ -129,14 +133,15 @@ async def _studies(db: str) -> int:
                     "direction": st.direction.value,
                 }
             )
-    print(_table(rows, ["name", "trials", "running", "best", "direction"]) if rows else f"{db}: no studies")
+    columns = ["name", "trials", "running", "best", "direction"]
+    print(_table([{c: r.get(c) for c in columns} for r in rows], columns) if rows else f"{db}: no studies")
     return 0
 
 
 async def _status(study: aa.Study, fmt: str) -> int:
     st = study.status()
     if fmt == "json":
-        print(json.dumps(st.to_dict(), indent=2))
+        print(_json(st.to_dict()))
     elif fmt == "line":
         print(status_line(st))
     else:
@@ -190,23 +195,22 @@ async def _best(study: aa.Study, fmt: str) -> int:
     return 0
 
 
-async def _plot(study: aa.Study, output: str) -> int:
+async def _plot(snap: _Snapshot, output: str) -> int:
     from aio_ashb import plots
 
-    data = await plots.collect(study)
+    data = await plots.collect(snap.study, events=snap.events)
     path = plots.draw(data, output)
     print(f"wrote {path}")
     return 0
 
 
-async def _export(study: aa.Study, output: str | None) -> int:
+async def _export(snap: _Snapshot, output: str | None) -> int:
     """Everything recorded, as one JSON document: configuration, trials, every report."""
     from aio_ashb._report import curves_from_events
 
-    info = await study.storage.get_study(study.name)
-    curves = curves_from_events(await study.storage.read_events(study.name))
+    curves = curves_from_events(snap.events)
     trials = []
-    for t in study.trials:
+    for t in snap.study.trials:
         c = curves.get(t.number)
         trials.append(
             {
@@ -222,13 +226,38 @@ async def _export(study: aa.Study, output: str | None) -> int:
                 "error": t.error,
             }
         )
-    doc = {"name": study.name, "created": info.created, "config": info.config, "trials": trials}
+    doc = {
+        "name": snap.study.name,
+        "created": snap.info.created,
+        "config": snap.info.config,
+        "trials": trials,
+    }
     text = _json(doc, indent=1)
     if output is None or output == "-":
         print(text)
     else:
         await anyio.Path(output).write_text(text + "\n")
         print(f"wrote {output}: {len(trials)} trials")
+    return 0
+
+
+async def _delete(db: str, name: str, yes: bool) -> int:
+    """Delete a study (the only command that writes): refused while a runner holds it."""
+    if not await anyio.Path(db).exists():
+        raise CliError(f"no such file: {db}")
+    async with aa.SQLiteStorage(db, readonly=True) as storage:
+        info, events = await storage.read_study(name)
+        st = study_from_snapshot(name, storage, info, events).status()
+    if not yes:
+        if not sys.stdin.isatty():
+            raise CliError(f"deleting study {name!r} cannot be undone: pass --yes to confirm")
+        prompt = f"Delete study {name!r} of {db} ({st.trials} trials, {len(events)} events)? [y/N] "
+        answer = await anyio.to_thread.run_sync(input, prompt)
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing deleted")
+            return 1
+    await aa.delete_study(name=name, storage=f"sqlite:///{db}")
+    print(f"deleted study {name!r} ({st.trials} trials) from {db}")
     return 0
 
 
@@ -310,6 +339,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="FILE.png")
     p = reader("export", "everything recorded (configuration, trials, every report) as JSON")
     p.add_argument("-o", "--output", metavar="FILE", help="default: standard output")
+    p = sub.add_parser("delete", help="delete a study and everything recorded of it (asks first)")
+    p.add_argument("db", metavar="DB", help="a study file (SQLite)")
+    p.add_argument("study", metavar="STUDY", help="the study's name")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     return parser
 
 
@@ -321,10 +354,12 @@ async def _dispatch(args: argparse.Namespace) -> int:
         )
     if cmd == "studies":
         return await _studies(args.db)
-    actions: dict[str, Callable[[aa.Study], Coroutine[Any, Any, int]]] = {
-        "status": lambda s: _status(s, args.format),
-        "trials": lambda s: _trials(s, args.format, args.state, args.sort),
-        "best": lambda s: _best(s, args.format),
+    if cmd == "delete":
+        return await _delete(args.db, args.study, args.yes)
+    actions: dict[str, Callable[[_Snapshot], Coroutine[Any, Any, int]]] = {
+        "status": lambda s: _status(s.study, args.format),
+        "trials": lambda s: _trials(s.study, args.format, args.state, args.sort),
+        "best": lambda s: _best(s.study, args.format),
         "plot": lambda s: _plot(s, args.output),
         "export": lambda s: _export(s, args.output),
     }
@@ -339,8 +374,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.close()
         return 1
     except (CliError, aa.AioAshbError, OSError) as exc:
-        text = str(exc).strip().splitlines()
-        print(f"aio-ashb: error: {text[0] if text else type(exc).__name__}", file=sys.stderr)
+        text = str(exc).strip() or type(exc).__name__
+        print(f"aio-ashb: error: {text}", file=sys.stderr)  # our messages: no traceback
         return 1
     except KeyboardInterrupt:
         print("aio-ashb: interrupted (the study is saved; run the same command to resume)", file=sys.stderr)

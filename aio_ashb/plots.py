@@ -13,11 +13,12 @@ imported only when drawing::
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aio_ashb._core import Direction
+from aio_ashb._core import Direction, Event
 from aio_ashb._exceptions import ConfigError, MissingDependencyError
 from aio_ashb._report import StudyStatus, TrialCurve, curves_from_events
 
@@ -58,9 +59,11 @@ class CurveSeries:
     level: int
 
 
-async def collect(study: Study) -> PlotData:
-    """Read the study's event log (one query) and its current status."""
-    events = await study.storage.read_events(study.name)
+async def collect(study: Study, events: Sequence[Event] | None = None) -> PlotData:
+    """The study's current status and its learning curves, from ``events`` (its event log as
+    read with the study's state, as the CLI does) or read now (one query)."""
+    if events is None:
+        events = await study.storage.read_events(study.name)
     scheduler = study.scheduler
     milestones = [list(scheduler.bracket_milestones(b)) for b in range(scheduler.n_brackets)]
     return PlotData(study.status(), curves_from_events(events), milestones)

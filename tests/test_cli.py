@@ -239,3 +239,126 @@ def test_plot_to_an_unknown_image_type_is_one_line(
     assert code == 1 and len(err.splitlines()) == 1 and "supported image types are" in err
     code, out, _ = run_cli(capsys, "plot", str(db), "-o", str(tmp_path / "x"))
     assert code == 0 and out.strip() == f"wrote {tmp_path / 'x.png'}"
+
+
+def _writer(db: Path, ack: Path, trials: int, step_sleep: float) -> subprocess.Popen[str]:
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tests.storage.crash_child", str(db), str(ack), str(trials), str(step_sleep)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+    deadline = time.monotonic() + 30
+    while not ack.exists() or len(ack.read_text().splitlines()) < 20:
+        assert time.monotonic() < deadline and child.poll() is None
+        time.sleep(0.02)
+    return child
+
+
+def test_export_during_a_run_is_one_snapshot(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # The trials' states and their reports come from one read transaction: every milestone a
+    # trial's reports crossed is one its state has reached, and no report runs past it.
+    db, ack = tmp_path / "live.db", tmp_path / "ack"
+    child = _writer(db, ack, 100_000, 0.001)
+    try:
+        for _ in range(30):
+            code, out, err = run_cli(capsys, "export", str(db))
+            assert code == 0, err
+            doc = json.loads(out)
+            scheduler = aa.ASHA.from_dict(doc["config"]["scheduler"])
+            for t in doc["trials"]:
+                last = max((r[0] for r in t["reports"]), default=0)
+                crossed = {m for m in scheduler.bracket_milestones(t["bracket"]) if m <= last}
+                assert crossed == {int(k) for k in t["rung_values"]}, t
+        assert child.poll() is None, "the writer finished before the reads: make it slower"
+    finally:
+        child.kill()
+        child.communicate()
+
+
+def test_delete_asks_first_and_refuses_a_study_being_run(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "d.db"
+    make_study(db, "a", trials=3)
+    make_study(db, "b", trials=3)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("y\n"))  # not a terminal: --yes is required
+    code, _, err = run_cli(capsys, "delete", str(db), "a")
+    assert code == 1 and "cannot be undone: pass --yes to confirm" in err
+    code, out, _ = run_cli(capsys, "delete", str(db), "a", "--yes")
+    assert code == 0 and out.strip() == f"deleted study 'a' (3 trials) from {db}"
+    code, out, _ = run_cli(capsys, "studies", str(db))
+    assert [line.split()[0] for line in out.splitlines()[1:]] == ["b"]
+    code, _, err = run_cli(capsys, "delete", str(db), "a", "--yes")
+    assert code == 1 and err.strip() == f"aio-ashb: error: no study named 'a' in {db}"
+
+    live, ack = tmp_path / "live.db", tmp_path / "ack"
+    child = _writer(live, ack, 100_000, 0.005)
+    try:
+        code, _, err = run_cli(capsys, "delete", str(live), "crash", "--yes")
+        assert code == 1 and f"study 'crash' is being run by pid {child.pid}" in err
+    finally:
+        child.kill()
+        child.communicate()
+    code, out, _ = run_cli(capsys, "delete", str(live), "crash", "--yes")  # its runner is dead now
+    assert code == 0, out
+
+
+def test_empty_damaged_and_odd_files_are_one_line_errors(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    empty = tmp_path / "zero.db"
+    empty.touch()
+    assert run_cli(capsys, "studies", str(empty))[1].strip() == f"{empty}: no studies"
+    code, _, err = run_cli(capsys, "status", str(empty))
+    assert code == 1 and err.strip() == f"aio-ashb: error: {empty} holds no studies"
+    assert empty.stat().st_size == 0
+
+    db = tmp_path / "bad.db"
+    make_study(db, "good", trials=3)
+    make_study(db, "bad", trials=3)
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE studies SET config = '{\"space\": 1}' WHERE name = 'bad'")
+    code, _, err = run_cli(capsys, "status", str(db), "bad")
+    assert code == 1 and len(err.splitlines()) == 1 and "study 'bad'" in err and "malformed" in err
+    code, out, _ = run_cli(capsys, "studies", str(db))  # the damaged one does not hide the other
+    assert code == 0 and out.splitlines()[1].split()[:2] == ["good", "3"] and "unreadable" in out
+
+
+def test_a_nan_constant_stays_json_and_does_not_block_loading(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    db = tmp_path / "nan-constant.db"
+    space = {**SPACE, "eps": math.nan}
+
+    async def go() -> None:
+        for _ in range(2):  # the second time loads the first one's study
+            study = await aa.create_study(
+                space=space,
+                storage=f"sqlite:///{db}",
+                name="n",
+                scheduler=aa.ASHA(1, 9, 3),
+                load_if_exists=True,
+            )
+
+            async def objective(trial: aa.Trial) -> None:
+                async for step in trial.steps():
+                    await trial.report(loss(trial.params, step))
+
+            async with study:
+                await study.run(objective, max_trials=len(study.trials) + 3)
+
+    asyncio.run(go())
+    for argv in (["status", "--format", "json"], ["best", "--format", "json"], ["export"]):
+        code, out, err = run_cli(capsys, argv[0], str(db), *argv[1:])
+        assert code == 0, err
+        json.loads(out, parse_constant=lambda name: pytest.fail(f"non-standard JSON: {name}"))
+
+
+def test_a_name_with_a_lone_surrogate_is_refused_before_any_file_is_made(tmp_path: Path) -> None:
+    with pytest.raises(aa.ConfigError, match="valid Unicode text"):
+        asyncio.run(aa.create_study(space=SPACE, storage=f"sqlite:///{tmp_path}/s.db", name="bad\udc80"))
+    assert list(tmp_path.iterdir()) == []

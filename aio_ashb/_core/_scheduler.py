@@ -8,16 +8,24 @@ from typing import Any, Literal
 
 import numpy as np
 
+from aio_ashb._core._space import shown as _shown
 from aio_ashb._exceptions import ConfigError
 
 Mode = Literal["promotion", "stopping"]
 
 
+# Resources are stored as SQLite integers and JSON numbers, and scaled in floating point:
+# bounded so that every one of them is exact in a double.
+MAX_RESOURCE = 2**53
+
+
 def _check_int(name: str, value: object, minimum: int) -> int:
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
-        raise ConfigError(f"{name} must be an integer, got {value!r}")
+        raise ConfigError(f"{name} must be an integer, got {_shown(value)}")
     if value < minimum:
-        raise ConfigError(f"{name} must be >= {minimum}, got {value!r}")
+        raise ConfigError(f"{name} must be >= {minimum}, got {_shown(value)}")
+    if value > MAX_RESOURCE:
+        raise ConfigError(f"{name} must be at most 2**53 ({MAX_RESOURCE}), got {_shown(value)}")
     return int(value)
 
 

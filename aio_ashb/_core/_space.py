@@ -20,6 +20,13 @@ Scalar: TypeAlias = str | int | float | bool | None
 Params: TypeAlias = dict[str, Any]
 
 _SCALARS = (str, int, float, bool, type(None))
+_MAX_INT = 2**53
+
+
+def shown(value: object) -> str:
+    """``repr(value)`` for an error message, shortened when it is a huge number."""
+    text = repr(value)
+    return text if len(text) <= 24 else f"{text[:12]}... (a number of {len(text)} digits)"
 
 
 def _is_real(x: object) -> bool:
@@ -47,6 +54,11 @@ class Float:
             raise ConfigError(f"Float needs low < high, got low={self.low!r}, high={self.high!r}")
         if self.log and self.low <= 0:
             raise ConfigError(f"Float(log=True) needs low > 0, got low={self.low!r}")
+        if not math.isfinite(float(self.high) - float(self.low)):
+            raise ConfigError(
+                "Float range too wide: high - low overflows a float, "
+                f"got low={self.low!r}, high={self.high!r}"
+            )
         object.__setattr__(self, "low", float(self.low))
         object.__setattr__(self, "high", float(self.high))
 
@@ -82,6 +94,10 @@ class Int:
     def __post_init__(self) -> None:
         if not _is_int(self.low) or not _is_int(self.high):
             raise ConfigError(f"Int bounds must be integers, got low={self.low!r}, high={self.high!r}")
+        if max(abs(self.low), abs(self.high)) > _MAX_INT:  # sampled in floating point: kept exact
+            raise ConfigError(
+                f"Int bounds must be within +-2**53, got low={shown(self.low)}, high={shown(self.high)}"
+            )
         if self.low >= self.high:
             raise ConfigError(f"Int needs low < high, got low={self.low!r}, high={self.high!r}")
         if self.log and self.low <= 0:

@@ -69,6 +69,8 @@ def test_milestones_and_brackets() -> None:
         ({"brackets": "some"}, "brackets must be an integer"),
         ({"mode": "halving"}, "mode must be 'promotion' or 'stopping', got 'halving'"),
         ({"max_resource": True}, "max_resource must be an integer"),
+        ({"max_resource": 3**700}, r"max_resource must be at most 2\*\*53 .* \(a number of 334 digits\)"),
+        ({"reduction_factor": 10**30}, r"reduction_factor must be at most 2\*\*53"),
     ],
 )
 def test_bad_scheduler_arguments(kwargs: dict[str, Any], match: str) -> None:

@@ -19,6 +19,11 @@ from aio_ashb import Categorical, ConfigError, Constant, Float, Int, RandomSampl
         (lambda: Float("a", 1.0), "must be numbers"),  # type: ignore[arg-type]
         (lambda: Float(0.0, math.inf), "finite"),
         (lambda: Float(math.nan, 1.0), "finite"),
+        (lambda: Float(-1e308, 1e308), r"range too wide: high - low overflows"),
+        (
+            lambda: Int(-(10**400), 5),
+            r"within \+-2\*\*53, got low=-10000000000\.\.\. \(a number of 402 digits\)",
+        ),
         (lambda: Int(3, 3), "low < high"),
         (lambda: Int(1.5, 3), "integers"),  # type: ignore[arg-type]
         (lambda: Int(True, 3), "integers"),
