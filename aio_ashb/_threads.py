@@ -125,13 +125,13 @@ def _wait_at_exit() -> None:
     running = abandoned()
     if not running:
         return
-    print(
-        f"aio_ashb: waiting for {len(running)} abandoned call(s) still running in threads "
-        f"({', '.join(running)}): a thread cannot be stopped. Press Ctrl-C to exit without them.",
-        file=sys.stderr,
-        flush=True,
-    )
-    try:
+    try:  # the Ctrl-C that ends the wait may come at any moment, even during the first print
+        print(
+            f"aio_ashb: waiting for {len(running)} abandoned call(s) still running in threads "
+            f"({', '.join(running)}): a thread cannot be stopped. Press Ctrl-C to exit without them.",
+            file=sys.stderr,
+            flush=True,
+        )
         while abandoned():
             time.sleep(0.05)
     except KeyboardInterrupt:

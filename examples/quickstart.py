@@ -33,6 +33,7 @@ async def main(trials: int, db: str) -> None:
             "lr": aio_ashb.Float(1e-5, 1e-1, log=True),
             "width": aio_ashb.Int(16, 256, log=True),
             "activation": aio_ashb.Categorical(["relu", "gelu"]),
+            "batch_size": 64,  # a constant
         },
         direction="minimize",
         scheduler=aio_ashb.ASHA(min_resource=1, max_resource=27, reduction_factor=3),

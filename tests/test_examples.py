@@ -37,6 +37,21 @@ def test_quickstart(tmp_path: Path) -> None:
     assert "best trial" in out and (tmp_path / "q.db").exists()
 
 
+def _study_arguments(text: str) -> list[str]:
+    """The lines of the quickstart's create_study(...) call that make up its configuration."""
+    call = text[text.index("aio_ashb.create_study(") : text.index("load_if_exists=True")]
+    keep = [line.split("#")[0].strip() for line in call.splitlines()[1:]]
+    return [line for line in keep if line and not line.startswith("storage=")]
+
+
+def test_readme_docs_and_example_use_one_quickstart_study() -> None:
+    # Run one after the other, they continue one study instead of failing with a mismatch.
+    readme = _study_arguments((ROOT / "README.md").read_text())
+    assert readme == _study_arguments((ROOT / "docs" / "quickstart.md").read_text())
+    assert readme == _study_arguments((EXAMPLES / "quickstart.py").read_text())
+    assert 'name="quickstart",' in readme and '"batch_size": 64,' in readme
+
+
 def test_sklearn_digits(tmp_path: Path) -> None:
     out = run_example(
         tmp_path, "sklearn_digits.py", "--trials", "8", "--max-epochs", "3", "--db", "d.db", "--plot", "d.png"

@@ -34,20 +34,33 @@ Job = Callable[[sqlite3.Connection], Any]
 THREAD_PREFIX = "aio_ashb sqlite"
 
 
-def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
-    if future.done():
-        return
-    if ok:
-        future.set_result(value)
-    else:
-        future.set_exception(value)
+class _Job:
+    """One call: the function, then how it ended (set on the event loop's thread)."""
+
+    __slots__ = ("fn", "future", "waiter", "done", "ok", "value")
+
+    def __init__(self, fn: Job, future: asyncio.Future[None]) -> None:
+        self.fn = fn
+        self.future = future  # what the caller awaits
+        self.waiter: asyncio.Future[None] | None = None  # what it awaits once cancelled
+        self.done = False
+        self.ok = False
+        self.value: Any = None
+
+
+def _finish(job: _Job, ok: bool, value: Any) -> None:
+    """On the loop: record the outcome, then wake whoever waits for it."""
+    job.done, job.ok, job.value = True, ok, value
+    for future in (job.future, job.waiter):
+        if future is not None and not future.done():
+            future.set_result(None)
 
 
 class Connection:
     """A ``sqlite3.Connection`` owned by one daemon thread; :meth:`run` sends it a job."""
 
     def __init__(self, label: str) -> None:
-        self._jobs: queue.SimpleQueue[tuple[asyncio.Future[Any], Job] | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._serve, name=f"{THREAD_PREFIX} {label}", daemon=True)
         self._db: sqlite3.Connection | None = None
         self._closed = False
@@ -66,37 +79,42 @@ class Connection:
 
     def _serve(self) -> None:
         while True:
-            item = self._jobs.get()
-            if item is None:
+            job = self._jobs.get()
+            if job is None:
                 break
-            future, job = item
             try:
-                value, ok = job(self._db), True  # type: ignore[arg-type]
+                value, ok = job.fn(self._db), True  # type: ignore[arg-type]
             except BaseException as exc:  # handed to the awaiting task, whatever it is
                 value, ok = exc, False
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
-                future.get_loop().call_soon_threadsafe(_settle, future, ok, value)
-            del item, future, job, value
+                job.future.get_loop().call_soon_threadsafe(_finish, job, ok, value)
+            del job, value
 
-    async def run(self, job: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``job(connection)`` on the thread and return what it returned (or raise what it
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(connection)`` on the thread and return what it returned (or raise what it
         raised). The job always runs to its end: if the awaiting task is cancelled meanwhile
         (by anyio or by a plain ``Task.cancel()``), this waits for the job, then re-raises the
         cancellation."""
         if self._closed:
             raise RuntimeError("the connection is closed")
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._jobs.put((future, job))
-        cancelled = False
-        with anyio.CancelScope(shield=True):  # anyio's cancellation waits for the outcome...
-            while not future.done():
-                try:
-                    await asyncio.shield(future)
-                except asyncio.CancelledError:  # ...and so does asyncio's (Task.cancel())
-                    cancelled = True
-        if cancelled:
-            raise asyncio.CancelledError("cancelled while a SQLite job ran; the job completed")
-        return future.result()
+        loop = asyncio.get_running_loop()
+        job = _Job(fn, loop.create_future())
+        self._jobs.put(job)
+        try:
+            await job.future
+        except asyncio.CancelledError:
+            # The job runs on regardless: wait for its outcome, against anyio's cancellation
+            # (the shield) and asyncio's (each Task.cancel() cancels one waiter, not the job).
+            with anyio.CancelScope(shield=True):
+                while not job.done:
+                    job.waiter = loop.create_future()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await job.waiter
+            raise
+        if not job.ok:
+            raise job.value
+        result: T = job.value
+        return result
 
     async def close(self) -> None:
         """Finish the queued jobs, close the connection and end the thread."""
