@@ -148,3 +148,45 @@ async def test_leases_admit_one_holder_until_they_expire(storage: aa.Storage) ->
     await storage.acquire_lease("s", "runner A", ttl=30)
     with pytest.raises(aa.StudyLockedError, match="runner A"):
         await storage.renew_lease("s", "runner B", ttl=30)
+
+
+@pytest.mark.asyncio
+async def test_renewal_is_compare_and_swap_and_never_recreates_a_lease(storage: aa.Storage) -> None:
+    import anyio
+
+    await storage.create_study("s", CONFIG)
+    await storage.acquire_lease("s", "runner A", ttl=0.001)
+    await anyio.sleep(0.01)  # A stalled past its lease: B takes the study over, then finishes
+    await storage.acquire_lease("s", "runner B", ttl=30)
+    await storage.release_lease("s", "runner B")
+    with pytest.raises(aa.StudyLockedError, match="this runner's lease was"):
+        await storage.renew_lease("s", "runner A", ttl=30)  # A wakes up: it must not come back
+    await storage.acquire_lease("s", "runner C", ttl=30)  # nobody holds it: A wrote nothing
+    with pytest.raises(aa.StudyLockedError, match="taken over by runner C"):
+        await storage.renew_lease("s", "runner A", ttl=30)
+
+
+@pytest.mark.asyncio
+async def test_a_study_is_not_deleted_while_a_runner_holds_it(storage: aa.Storage) -> None:
+    await storage.create_study("s", CONFIG)
+    storage.append("s", _events()[:2])
+    await storage.flush()
+    await storage.acquire_lease("s", "runner A", ttl=30)
+    with pytest.raises(aa.StudyLockedError, match="being run by runner A"):
+        await storage.delete_study("s")
+    assert len(await storage.read_events("s")) == 2  # nothing was deleted
+    await storage.release_lease("s", "runner A")
+    await storage.delete_study("s")
+    assert await storage.list_studies() == []
+
+
+@pytest.mark.asyncio
+async def test_read_study_is_the_configuration_and_the_log(storage: aa.Storage) -> None:
+    await storage.create_study("s", CONFIG)
+    storage.append("s", _events()[:3])
+    await storage.flush()
+    info, events = await storage.read_study("s")
+    assert info.name == "s" and info.config == CONFIG
+    assert events == await storage.read_events("s")
+    with pytest.raises(aa.StudyNotFoundError):
+        await storage.read_study("nope")
