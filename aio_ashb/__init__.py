@@ -28,7 +28,6 @@ from aio_ashb._core import (
     SearchSpace,
     TrialState,
 )
-from aio_ashb._dask import DaskExecutor
 from aio_ashb._exceptions import (
     AioAshbError,
     ConfigError,
@@ -48,9 +47,10 @@ from aio_ashb._exceptions import (
     TrialStopped,
     WorkerLostError,
 )
-from aio_ashb._executors import Executor, LoopExecutor, ProcessExecutor, ThreadExecutor
+from aio_ashb._executors import DaskExecutor, Executor, LoopExecutor, ProcessExecutor, ThreadExecutor
+from aio_ashb._factory import create_study, delete_study, load_study
 from aio_ashb._report import RungStatus, StudyStatus
-from aio_ashb._study import AskedJob, Study, create_study, delete_study, load_study
+from aio_ashb._study import AskedJob, Study
 from aio_ashb._trial import ThreadTrial, Trial
 from aio_ashb.storage import MemoryStorage, SQLiteStorage, Storage
 

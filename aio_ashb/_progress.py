@@ -4,15 +4,13 @@
 from __future__ import annotations
 
 import sys
-from typing import IO, TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import IO, Any
 
 import anyio
 
 from aio_ashb._core import TrialState
 from aio_ashb._report import StudyStatus
-
-if TYPE_CHECKING:
-    from aio_ashb._study import Study
 
 __all__ = ["Progress", "status_line"]
 
@@ -55,20 +53,20 @@ def status_line(st: StudyStatus, max_trials: int | None = None) -> str:
 
 
 class Progress:
-    """Renders a running study's status until cancelled. ``live`` (default: the stream is a
-    terminal and rich is installed) redraws a table; otherwise a line every ``interval``
-    seconds."""
+    """Renders a running study's status (``status()``, called for each frame) until cancelled.
+    ``live`` (default: the stream is a terminal and rich is installed) redraws a table;
+    otherwise a line every ``interval`` seconds."""
 
     def __init__(
         self,
-        study: Study,
+        status: Callable[[], StudyStatus],
         *,
         max_trials: int | None = None,
         stream: IO[str] | None = None,
         live: bool | None = None,
         interval: float | None = None,
     ) -> None:
-        self.study = study
+        self.status = status  # a study's status() (or anything giving one)
         self.max_trials = max_trials
         self.stream = stream if stream is not None else sys.stderr
         if live is None:
@@ -106,7 +104,7 @@ class Progress:
             from rich.live import Live
 
             console = Console(file=self.stream)
-            self._live = Live(self.table(self.study.status()), console=console, auto_refresh=False)
+            self._live = Live(self.table(self.status()), console=console, auto_refresh=False)
             self._live.start()
         else:
             self._print_line()
@@ -127,12 +125,12 @@ class Progress:
 
     def _draw(self) -> None:
         if self._live is not None:
-            self._live.update(self.table(self.study.status()), refresh=True)
+            self._live.update(self.table(self.status()), refresh=True)
         else:
             self._print_line()
 
     def _print_line(self) -> None:
-        print(status_line(self.study.status(), self.max_trials), file=self.stream, flush=True)
+        print(status_line(self.status(), self.max_trials), file=self.stream, flush=True)
 
 
 def _has_rich() -> bool:

@@ -1,11 +1,17 @@
-"""The handle an objective receives: ``Trial`` for coroutines, ``ThreadTrial`` for plain functions."""
+"""The handle an objective receives: ``Trial`` for coroutines, ``ThreadTrial`` for plain functions.
+
+A trial talks to whoever runs it through :class:`TrialHost`, a small protocol (record a report,
+keep a checkpoint, wait for durability, wait at a rung); the runner implements it. Each call of
+the objective is an :class:`Invocation`, in one :class:`Phase` at a time.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
-from typing import TYPE_CHECKING, Any, TypeVar
+from enum import Enum
+from typing import Any, Protocol, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -13,10 +19,67 @@ import anyio.to_thread
 from aio_ashb._core import Decision, check_step, check_value
 from aio_ashb._exceptions import ReportError, TrialStopped
 
-if TYPE_CHECKING:
-    from aio_ashb._study import _Live, _Run
-
 T = TypeVar("T")
+
+
+class Phase(Enum):
+    """Where one invocation of the objective stands."""
+
+    RUNNING = "running"  # computing, in a worker slot
+    PAUSED = "paused"  # at a rung, waiting for a promotion; its slot is given back
+    RELEASED = "released"  # let go while paused (max_paused, the study is over): steps() ends
+    ENDED = "ended"  # stopped or complete: steps() ends; it keeps its slot until it returns
+    OVER = "over"  # the call returned, was abandoned, or the run is cancelled: no more reports
+
+
+class Invocation:
+    """The runner's side of one call of the objective for one trial."""
+
+    __slots__ = (
+        "number",
+        "phase",
+        "holds_slot",
+        "wake",
+        "provider",
+        "provider_step",
+        "step",
+        "suspended_key",
+    )
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+        self.phase = Phase.RUNNING
+        self.holds_slot = True
+        self.wake: anyio.Event | None = None  # set when a paused invocation may move on
+        self.provider: Any = None  # latest checkpoint value or callable
+        self.provider_step = 0
+        self.step = 0  # the invocation's latest step
+        self.suspended_key: tuple[Any, ...] | None = None  # its place among suspended ones
+
+
+class TrialHost(Protocol):
+    """What a trial needs from whoever runs it (the runner)."""
+
+    loop: asyncio.AbstractEventLoop  # where a thread trial's calls hop to
+    prepares_checkpoints: bool  # prepare_checkpoint must run (off the loop) before saving
+
+    def record(self, inv: Invocation, step: int, value: float) -> Decision:
+        """Record a report and return the scheduler's decision (the invocation's phase follows)."""
+
+    def prepare_checkpoint(self, number: int, payload: Any) -> Any:
+        """Serialize a checkpoint for the storage (in a worker thread: it may be slow)."""
+
+    def save_checkpoint(self, inv: Invocation, payload: Any) -> None:
+        """Keep ``payload`` as the trial's checkpoint."""
+
+    def unsettled(self) -> bool:
+        """Whether a report of this run is not durable yet (cheap: checked on every report)."""
+
+    async def settle(self) -> None:
+        """Return once every report of this run is durable."""
+
+    async def proceed(self, inv: Invocation) -> bool:
+        """The gate: wait while ``inv`` is paused; return whether it may report again."""
 
 
 def on_loop(loop: asyncio.AbstractEventLoop, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
@@ -25,7 +88,6 @@ def on_loop(loop: asyncio.AbstractEventLoop, fn: Callable[..., Coroutine[Any, An
     An abandoned thread can outlive its run, and even its loop: then this raises
     :class:`TrialStopped` instead of waiting for a loop that will never answer."""
     coro = fn(*args)
-    assert isinstance(coro, Coroutine)
     try:
         future: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(coro, loop)
     except RuntimeError:  # the loop is closed
@@ -45,20 +107,28 @@ def materialize(checkpoint: Any) -> Any:
     return checkpoint() if callable(checkpoint) else checkpoint
 
 
+def _refusal(number: int, phase: Phase) -> TrialStopped:
+    if phase is Phase.OVER:
+        return TrialStopped(f"trial {number} was abandoned by the runner; it takes no more reports")
+    if phase is Phase.RELEASED:
+        return TrialStopped(f"trial {number} was not promoted; it takes no more reports")
+    return TrialStopped(f"trial {number} has ended; it takes no more reports")
+
+
 class Trial:
     """One configuration being trained, as seen by a coroutine objective.
 
-    ``params`` are the hyperparameters, ``checkpoint`` the checkpoint this invocation starts from
-    (``None`` for a fresh start) and ``step`` the last step reported (or the checkpoint's step).
+    ``params`` are the hyperparameters (the trial's own copy), ``checkpoint`` the checkpoint this
+    invocation starts from (``None`` for a fresh start) and ``step`` the last step reported (or
+    the checkpoint's step).
     """
 
-    __slots__ = ("number", "params", "bracket", "checkpoint", "_step", "_skip_until", "_run", "_live")
+    __slots__ = ("number", "params", "bracket", "checkpoint", "_step", "_skip_until", "_host", "_inv")
 
     def __init__(
         self,
-        run: _Run,
-        live: _Live,
-        number: int,
+        host: TrialHost,
+        inv: Invocation,
         params: dict[str, Any],
         bracket: int,
         *,
@@ -66,15 +136,15 @@ class Trial:
         step: int = 0,
         skip_until: int = 0,
     ) -> None:
-        self.number = number
+        self.number = inv.number
         self.params = params
         self.bracket = bracket
         self.checkpoint = checkpoint
         self._step = step
         # Re-invoked after a release: steps up to here are recorded already and not sent again.
         self._skip_until = skip_until
-        self._run = run
-        self._live = live
+        self._host = host
+        self._inv = inv
 
     def __repr__(self) -> str:
         return f"Trial(number={self.number}, params={self.params!r}, step={self._step})"
@@ -100,28 +170,18 @@ class Trial:
         durable. Raises :class:`ReportError` for a value that is not a real number or a step that
         does not increase, and :class:`TrialStopped` if the trial has already ended.
         """
-        live = self._live
-        await self._admit()
+        inv, host = self._inv, self._host
+        if inv.phase is not Phase.RUNNING and not await host.proceed(inv):
+            raise _refusal(self.number, inv.phase)
         decision, payload_needed = self._record(value, step, checkpoint)
-        run = self._run
         if payload_needed:
-            payload = materialize(live.provider)
-            if run.storage.pickles_checkpoints:  # pickle off the loop; failing fails the trial
-                payload = await anyio.to_thread.run_sync(run.prepare_checkpoint, self.number, payload)
-            run.save_checkpoint(live, payload)
-        if run.durable and run.last_seq > run.storage.durable_seq:  # skip the await if durable
-            await run.flush()
+            payload = materialize(inv.provider)
+            if host.prepares_checkpoints:  # pickled off the loop; failing fails the trial
+                payload = await anyio.to_thread.run_sync(host.prepare_checkpoint, self.number, payload)
+            host.save_checkpoint(inv, payload)
+        if host.unsettled():
+            await host.settle()
         return decision
-
-    async def _admit(self) -> None:
-        """Before a report: raise TrialStopped if the trial ended; wait out a pause."""
-        live = self._live
-        if live.ended or live.released:
-            raise TrialStopped(f"trial {self.number} has ended; it takes no more reports")
-        if live.returned:  # its thread was abandoned (trial_timeout, or run() cancelled)
-            raise TrialStopped(f"trial {self.number} was abandoned by the runner; it takes no more reports")
-        if live.paused and not await self._run.wait_promotion(live):
-            raise TrialStopped(f"trial {self.number} was not promoted; it takes no more reports")
 
     def _record(self, value: object, step: int | None, checkpoint: Any) -> tuple[Decision, bool]:
         v = check_value(value)
@@ -134,15 +194,15 @@ class Trial:
                     f"trial {self.number} reported step {s} after step {self._step}; steps must increase"
                 )
         self._step = s
-        live = self._live
-        live.step = s
+        inv = self._inv
+        inv.step = s
         if checkpoint is not None:
-            live.provider = checkpoint
-            live.provider_step = s
+            inv.provider = checkpoint
+            inv.provider_step = s
         if s <= self._skip_until:
             return Decision.CONTINUE, False
-        decision = self._run.record(live, s, v)
-        return decision, decision is Decision.PAUSE and live.provider is not None
+        decision = self._host.record(inv, s, v)
+        return decision, decision is Decision.PAUSE and inv.provider is not None
 
 
 class _Steps:
@@ -163,10 +223,8 @@ class _Steps:
 
     async def __anext__(self) -> int:
         t = self._trial
-        live = t._live
-        if (live.paused or live.released or live.ended) and (
-            live.ended or not await t._run.wait_promotion(live)
-        ):
+        inv = t._inv
+        if inv.phase is not Phase.RUNNING and not await t._host.proceed(inv):
             raise StopAsyncIteration
         self._last = max(self._last, t._step) + 1
         return self._last
@@ -210,27 +268,25 @@ class ThreadTrial:
     def steps(self) -> Iterator[int]:
         """Blocking twin of :meth:`Trial.steps`."""
         t = self._trial
-        live = t._live
-        loop = t._run.loop
+        inv, host = t._inv, t._host
         last = t.step
-        while True:
-            # Hop to the loop only when the trial may have to wait: a running trial's flags
-            # only change inside its own report() call, which has returned by now.
-            if (live.paused or live.released or live.ended or live.returned or t._run.cancelling) and (
-                live.ended or live.returned or not on_loop(loop, t._run.wait_promotion, live)
-            ):
-                return
+        # Hop to the loop only when the trial may have to wait: a running invocation's phase
+        # only changes inside its own report() call, which has returned by now, or to OVER.
+        while inv.phase is Phase.RUNNING or (
+            inv.phase is not Phase.OVER and on_loop(host.loop, host.proceed, inv)
+        ):
             last = max(last, t.step) + 1
             yield last
 
     def report(self, value: float, *, step: int | None = None, checkpoint: Any = None) -> Decision:
         """Blocking twin of :meth:`Trial.report`."""
         t = self._trial
-        loop = t._run.loop
+        loop = t._host.loop
         decision, payload_needed = on_loop(loop, self._report_on_loop, value, step, checkpoint)
         if payload_needed:
-            payload = materialize(t._live.provider)  # in this thread
-            payload = t._run.prepare_checkpoint(t.number, payload)
+            payload = materialize(t._inv.provider)  # in this thread
+            if t._host.prepares_checkpoints:
+                payload = t._host.prepare_checkpoint(t.number, payload)
             on_loop(loop, self._save_on_loop, payload)
         return decision
 
@@ -238,16 +294,17 @@ class ThreadTrial:
         self, value: object, step: int | None, checkpoint: Any
     ) -> tuple[Decision, bool]:
         t = self._trial
-        if t._run.cancelling:
-            raise TrialStopped(f"trial {t.number} is interrupted: run() was cancelled")
-        await t._admit()
+        inv, host = t._inv, t._host
+        if inv.phase is not Phase.RUNNING and not await host.proceed(inv):
+            raise _refusal(t.number, inv.phase)
         decision, payload_needed = t._record(value, step, checkpoint)
-        if not payload_needed:
-            await t._run.flush()
+        if not payload_needed and host.unsettled():
+            await host.settle()
         return decision, payload_needed
 
     async def _save_on_loop(self, payload: Any) -> None:
         t = self._trial
-        if not t._live.returned:  # abandoned while it pickled: the runner is not listening
-            t._run.save_checkpoint(t._live, payload)
-        await t._run.flush()
+        if t._inv.phase is not Phase.OVER:  # abandoned while it pickled: nobody listens
+            t._host.save_checkpoint(t._inv, payload)
+        if t._host.unsettled():
+            await t._host.settle()

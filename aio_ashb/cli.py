@@ -23,9 +23,9 @@ import anyio.to_thread
 
 import aio_ashb as aa
 from aio_ashb._core import Event
+from aio_ashb._factory import study_from_snapshot
 from aio_ashb._progress import status_line
 from aio_ashb._report import StudyStatus, trial_row
-from aio_ashb._study import study_from_snapshot
 
 
 class CliError(Exception):

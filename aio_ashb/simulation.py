@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 import anyio
 
 from aio_ashb._core import ASHA, Direction, FrozenTrial, RandomSampler, SearchSpace
-from aio_ashb._study import create_study
+from aio_ashb._factory import create_study
 from aio_ashb._trial import Trial
 
 __all__ = ["SimulationResult", "VirtualTimeLoop", "now", "run_virtual", "simulate"]

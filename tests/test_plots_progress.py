@@ -141,7 +141,7 @@ def test_live_table_with_rich() -> None:
             space=SPACE, scheduler=aa.ASHA(1, 9, 3, brackets=2), sampler=aa.RandomSampler(0)
         )
         stream = io.StringIO()
-        progress = Progress(study, max_trials=10, stream=stream, live=True, interval=0.5)
+        progress = Progress(study.status, max_trials=10, stream=stream, live=True, interval=0.5)
 
         async def objective(trial: aa.Trial) -> None:
             async for step in trial.steps():

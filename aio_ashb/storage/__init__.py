@@ -1,7 +1,28 @@
-"""Storage backends: an append-only event log per study (see :class:`Storage`)."""
+"""Storage backends: an append-only event log per study (see :class:`Storage`).
 
+A backend implements :class:`Storage` over the events of :mod:`aio_ashb.events`;
+:func:`open_storage` turns a storage URL into a backend.
+"""
+
+from __future__ import annotations
+
+from aio_ashb._exceptions import ConfigError
 from aio_ashb.storage._base import Storage, StudyInfo
 from aio_ashb.storage._memory import MemoryStorage
-from aio_ashb.storage._sqlite import Pickled, SQLiteStorage
+from aio_ashb.storage._sqlite import SQLiteStorage, parse_sqlite_url
 
-__all__ = ["MemoryStorage", "Pickled", "SQLiteStorage", "Storage", "StudyInfo"]
+__all__ = ["MemoryStorage", "SQLiteStorage", "Storage", "StudyInfo", "open_storage"]
+
+
+def open_storage(url: str, *, create: bool = True) -> Storage:
+    """The storage a URL names: ``"memory://"`` (also ``"memory"``, ``":memory:"``) for a new
+    :class:`MemoryStorage`, ``"sqlite:///path/to/file.db"`` (relative; four slashes for an
+    absolute path; ``?synchronous=full`` optional) for a :class:`SQLiteStorage`. With
+    ``create=False`` a missing SQLite file is never created. The storage is not opened yet."""
+    if url in ("memory", "memory://", ":memory:"):
+        return MemoryStorage()
+    if url.startswith("sqlite://"):
+        return parse_sqlite_url(url, create=create)
+    raise ConfigError(
+        f"unsupported storage {url!r}; pass a Storage object, None, 'memory://' or 'sqlite:///path/to/file.db'"
+    )

@@ -67,10 +67,18 @@ class Storage(abc.ABC):
     * **Errors.** Driver errors are raised as :class:`~aio_ashb.StorageError` subclasses.
     """
 
-    #: True when checkpoints are pickled into the storage: the runner then pickles them itself,
-    #: in a worker thread, and appends a ``Pickled`` payload (a checkpoint that cannot be pickled
-    #: fails its trial instead of the storage).
+    #: True when checkpoints are serialized into the storage: the runner then calls
+    #: :meth:`prepare_checkpoint` in a worker thread before it appends a checkpoint, so a large
+    #: one is not serialized on the event loop, and one that cannot be stored fails its trial
+    #: instead of the storage. False: no thread, payloads are appended as they are.
     pickles_checkpoints: ClassVar[bool] = False
+
+    def prepare_checkpoint(self, number: int, payload: Any) -> Any:
+        """What ``append`` should store for trial ``number``'s checkpoint ``payload``: called in
+        a worker thread when :attr:`pickles_checkpoints`, it may be slow. Raises
+        :class:`~aio_ashb.ReportError` for a checkpoint that cannot be stored. By default the
+        payload itself."""
+        return payload
 
     async def __aenter__(self) -> Self:
         await self.open()

@@ -22,8 +22,8 @@ Safety rules, each learnt the hard way (docs/storage.md has the guarantees they 
 * A writable open verifies the file (``PRAGMA quick_check``, about 8 ms per MB, on the
   connection's thread) and refuses to write into a damaged one.
 
-Checkpoints are pickled into the ``checkpoints`` table; the runner pickles them in a worker
-thread before it appends them (``Pickled``). Unpickling runs code chosen by whoever wrote the
+Checkpoints are pickled into the ``checkpoints`` table by ``prepare_checkpoint``, which the runner
+calls in a worker thread before it appends them. Unpickling runs code chosen by whoever wrote the
 file, so only ``load_checkpoint`` unpickles, and a storage opened with ``readonly=True`` refuses.
 """
 
@@ -53,6 +53,7 @@ from aio_ashb._exceptions import (
     CorruptDatabaseError,
     DuplicateStudyError,
     NotADatabaseError,
+    ReportError,
     SchemaVersionError,
     StateError,
     StorageError,
@@ -93,7 +94,8 @@ _RECLAIM_PAGES = 1024
 
 
 class Pickled:
-    """A checkpoint payload already pickled (by the runner, in a worker thread): stored as is."""
+    """A checkpoint payload already pickled (``prepare_checkpoint``, in a worker thread): stored
+    as is by ``append``."""
 
     __slots__ = ("blob",)
 
@@ -184,6 +186,14 @@ class SQLiteStorage(Storage):
     """
 
     pickles_checkpoints = True
+
+    def prepare_checkpoint(self, number: int, payload: Any) -> Any:
+        if isinstance(payload, Pickled):
+            return payload
+        try:
+            return Pickled(pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
+        except Exception as exc:  # pickling runs user code (__reduce__): anything can come out
+            raise ReportError(f"the checkpoint of trial {number} cannot be pickled: {exc!r}") from exc
 
     def __init__(
         self,

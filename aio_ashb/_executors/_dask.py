@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from aio_ashb._exceptions import ConfigError, MissingDependencyError, RemoteError, StateError, WorkerLostError
-from aio_ashb._executors import Executor, _describe
+from aio_ashb._executors._base import Executor
+from aio_ashb._objective import describe
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -108,7 +109,7 @@ class DaskExecutor(Executor):
     async def submit(self, fn: Callable[..., Any], /, *args: Any) -> Any:
         self._check_started()
         dist = self._dist
-        name = _describe(fn)
+        name = describe(fn)
         future = self._client.submit(fn, *args, pure=False, key=f"aio_ashb-{name}-{uuid.uuid4().hex}")
         try:
             return await future

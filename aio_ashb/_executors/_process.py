@@ -1,24 +1,4 @@
-"""Executors: where trial code runs. The runner hands every call of the objective to one.
-
-The interface is one method, :meth:`Executor.submit` ("run ``fn(*args)`` there and give me its
-result"), plus a lifecycle. What differs between executors is what they can run:
-
-==================  ===================================  ==========================================
-executor            runs                                 on cancellation (or ``trial_timeout``)
-==================  ===================================  ==========================================
-LoopExecutor        ``async def`` objectives, here       the coroutine is cancelled at its next await
-ThreadExecutor      ``def`` objectives, in threads       the call cannot be stopped: it is abandoned
-                                                         (runs on unheard; its reports are refused)
-ProcessExecutor     budget-style functions, in worker    the worker process is killed and replaced
-                    processes
-DaskExecutor        budget-style functions, on a Dask    the Dask future is cancelled; a task already
-                    cluster (``aio_ashb._dask``)         running on a worker finishes there unheard
-==================  ===================================  ==========================================
-
-Trial-style objectives (``fn(trial)``) talk to the runner while they run, so they need an
-executor in this process (``runs_trials``). Budget-style ones (``fn(params, budget, checkpoint)``)
-are one call per rung segment and run anywhere their arguments can be pickled to.
-"""
+"""ProcessExecutor: budget-style calls in a pool of worker processes of our own."""
 
 from __future__ import annotations
 
@@ -28,190 +8,21 @@ import inspect
 import os
 import signal
 import traceback
-from abc import ABC, abstractmethod
 from collections.abc import Callable
 from functools import partial
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
 
-from aio_ashb._exceptions import ConfigError, ObjectiveMisuse, RemoteError, StateError, WorkerLostError
-from aio_ashb._threads import run_in_thread
+from aio_ashb._exceptions import ConfigError, ObjectiveMisuse, RemoteError, WorkerLostError
+from aio_ashb._executors._base import Executor
+from aio_ashb._objective import describe
 
 if TYPE_CHECKING:
     import multiprocessing.connection
 
-__all__ = ["Executor", "LoopExecutor", "ProcessExecutor", "ThreadExecutor"]
 
-
-def _describe(fn: Callable[..., Any]) -> str:
-    return getattr(fn, "__qualname__", None) or repr(fn)
-
-
-class Executor(ABC):
-    """Where calls of the objective run. Subclass it to send trials somewhere else.
-
-    Contract, for :meth:`submit` and the runner that calls it:
-
-    * ``submit(fn, *args)`` runs ``fn(*args)`` and returns what it returned (a coroutine
-      function is awaited where it runs). If ``fn`` raised, ``submit`` raises: the same exception
-      for executors in this process, :class:`RemoteError` carrying the traceback as formatted
-      where the code ran for the others.
-    * If the worker running the call died (a killed process, a lost cluster node), ``submit``
-      raises :class:`WorkerLostError`; the runner retries such trials (``run(retries=N)``).
-    * If the task awaiting ``submit`` is cancelled, ``submit`` stops the call as well as the
-      engine allows, before re-raising the cancellation: the class docstrings say how far that is.
-    * ``submit`` may be called concurrently (one call per running trial); an executor with fewer
-      workers than calls queues them.
-    * :meth:`start` runs before the first ``submit`` and :meth:`aclose` after the last, both on
-      the study's event loop. ``run()`` starts an executor that is not started yet and the last
-      run using it closes it; start one yourself (``async with executor:``) to keep it warm
-      across runs.
-    """
-
-    #: Can run trial-style objectives ``fn(trial)``: the call is in this process, so the trial
-    #: handle can talk to the runner.
-    runs_trials: ClassVar[bool] = False
-    #: Accepts ``async def`` functions / plain ``def`` functions.
-    runs_async: ClassVar[bool] = True
-    runs_sync: ClassVar[bool] = True
-
-    _started = False
-    _users = 0  # runs using this executor now
-    _owned = False  # started by a run (which closes it), not by the user
-    _lifecycle: anyio.Lock | None = None
-
-    @property
-    def started(self) -> bool:
-        return self._started
-
-    @property
-    def workers(self) -> int | None:
-        """How many calls run at once (``run()``'s default ``concurrency``); ``None``: no bound."""
-        return None
-
-    async def start(self) -> None:
-        """Acquire the executor's resources (worker processes, a cluster connection). Does
-        nothing if it is started already. An executor can be started again after :meth:`aclose`."""
-        if not self._started:
-            await self._open()
-            self._started = True
-
-    async def aclose(self) -> None:
-        """Release the resources; calls still running are stopped (as on cancellation)."""
-        if self._started:
-            self._started = False
-            await self._close()
-
-    async def _open(self) -> None:  # noqa: B027 - an optional hook, empty by default
-        """Subclasses: acquire resources (``start``)."""
-
-    async def _close(self) -> None:  # noqa: B027 - an optional hook, empty by default
-        """Subclasses: release resources (``aclose``)."""
-
-    async def _enter_run(self) -> None:
-        """A run starts using this executor: start it unless the user did (then the last run
-        using it closes it), so several runs can share one executor."""
-        if self._lifecycle is None:
-            self._lifecycle = anyio.Lock()
-        async with self._lifecycle:
-            if not self._started:
-                await self.start()
-                self._owned = True
-            self._users += 1
-
-    async def _leave_run(self) -> None:
-        assert self._lifecycle is not None
-        with anyio.CancelScope(shield=True):
-            async with self._lifecycle:
-                self._users -= 1
-                if self._users == 0 and self._owned:
-                    self._owned = False
-                    await self.aclose()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        with anyio.CancelScope(shield=True):
-            await self.aclose()
-
-    @abstractmethod
-    async def submit(self, fn: Callable[..., Any], /, *args: Any) -> Any:
-        """Run ``fn(*args)`` on this executor and return its result (see the class contract)."""
-
-    def check(self, fn: Callable[..., Any], *, is_async: bool, trial_style: bool) -> None:
-        """Raise :class:`ObjectiveMisuse` (a :class:`ConfigError`) if ``fn`` cannot run here."""
-        name = type(self).__name__
-        if trial_style and not self.runs_trials:
-            raise ObjectiveMisuse(
-                f"{name} runs budget-style objectives fn(params, budget, checkpoint); "
-                f"{_describe(fn)} takes a trial, which only works in this process "
-                "(LoopExecutor for async def, ThreadExecutor for def)"
-            )
-        if is_async and not self.runs_async:
-            raise ObjectiveMisuse(f"{name} runs plain functions; {_describe(fn)} is async (use LoopExecutor)")
-        if not is_async and not self.runs_sync:
-            raise ObjectiveMisuse(
-                f"{name} runs coroutine functions; {_describe(fn)} is a plain function and would "
-                "block the event loop (use ThreadExecutor or ProcessExecutor)"
-            )
-
-    def _check_started(self) -> None:
-        if not self._started:
-            raise StateError(f"{type(self).__name__} is not started (use 'async with' or run())")
-
-
-class LoopExecutor(Executor):
-    """Runs coroutine functions on the study's own event loop (the default for ``async def``).
-
-    Cancellation cancels the coroutine at its next ``await``; nothing outlives ``run()``.
-    """
-
-    runs_trials = True
-    runs_sync = False
-
-    async def submit(self, fn: Callable[..., Any], /, *args: Any) -> Any:
-        return await fn(*args)
-
-
-class ThreadExecutor(Executor):
-    """Runs plain functions in worker threads (the default for ``def`` objectives).
-
-    The number of threads in use is the run's ``concurrency``: a trial-style objective that is
-    paused keeps its (sleeping) thread, so the pool itself has no bound that could deadlock it.
-    A thread cannot be interrupted: on cancellation or ``trial_timeout`` the call is
-    *abandoned* (``run()`` stops waiting for it at once; it runs on, its result is dropped and
-    its reports are refused). The threads are daemons; at exit the interpreter waits for
-    abandoned calls that still run, naming them, until they end or Ctrl-C is pressed. Use
-    :class:`ProcessExecutor` when calls must really stop.
-    """
-
-    runs_trials = True
-    runs_async = False
-
-    async def submit(self, fn: Callable[..., Any], /, *args: Any) -> Any:
-        trial = args[0] if args else None
-        number = getattr(trial, "number", None)
-        label = f"trial {number}" if isinstance(number, int) else _describe(fn)
-        result = await run_in_thread(fn, *args, label=label)
-        if inspect.isawaitable(result):
-            if inspect.iscoroutine(result):
-                result.close()
-            raise ObjectiveMisuse(
-                f"the objective returned {result!r} instead of running: it looks like a plain "
-                "function (a lambda?) wrapping an async one. Pass the async function itself, or "
-                "a functools.partial of it"
-            )
-        return result
-
-
-# --------------------------------------------------------------------------- processes
 def _serve(conn: multiprocessing.connection.Connection) -> None:
     """A worker process: say it is ready, then run the calls it receives, one at a time."""
     # Ctrl-C reaches the whole process group; the coordinator decides what happens to trials
@@ -393,7 +204,7 @@ class ProcessExecutor(Executor):
             return payload
         if ok is None:
             raise ObjectiveMisuse(
-                f"worker processes cannot load {_describe(fn)}: {payload.strip().splitlines()[-1]}. "
+                f"worker processes cannot load {describe(fn)}: {payload.strip().splitlines()[-1]}. "
                 "Define it in a module they can import (a file), not in a notebook, "
                 "`python -c` or a script read from stdin"
             )
@@ -423,11 +234,11 @@ class ProcessExecutor(Executor):
         except OSError as exc:
             await anyio.to_thread.run_sync(proc.join, 5.0, limiter=self._threads)
             raise _NotSent(
-                f"worker process {proc.pid} {_exit_description(proc.exitcode)} before running {_describe(fn)}"
+                f"worker process {proc.pid} {_exit_description(proc.exitcode)} before running {describe(fn)}"
             ) from exc
         except Exception as exc:
             raise ObjectiveMisuse(
-                f"ProcessExecutor cannot send {_describe(fn)} to a worker process: {exc!r}. "
+                f"ProcessExecutor cannot send {describe(fn)} to a worker process: {exc!r}. "
                 "Define the function at module level (not a lambda or a local function)"
             ) from exc
         try:
@@ -438,7 +249,7 @@ class ProcessExecutor(Executor):
         except (EOFError, OSError) as exc:
             await anyio.to_thread.run_sync(proc.join, 5.0, limiter=self._threads)
             raise WorkerLostError(
-                f"worker process {proc.pid} {_exit_description(proc.exitcode)} while running {_describe(fn)}"
+                f"worker process {proc.pid} {_exit_description(proc.exitcode)} while running {describe(fn)}"
             ) from exc
         return reply
 

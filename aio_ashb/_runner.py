@@ -1,0 +1,609 @@
+"""The run engine: one ``Study.run()``, from its first trial to its last write.
+
+A :class:`Runner` is built from a :class:`Journal` (the core and the log), an executor, a
+:class:`Caller` for the objective, a clock and a frozen :class:`RunOptions`. Its single task group
+owns every trial task. Worker slots are a counter rather than a ``CapacityLimiter`` on purpose:
+when a slot frees, the scheduler (the paper's ``get_job``) chooses who gets it, promotion or new
+trial, so slots are granted by :meth:`Runner.fill` and never queued for. Everything is
+event-driven: a report that frees a slot fills it at once, in the same call; nothing polls and
+nothing sleeps. The runner is the trials' :class:`TrialHost`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+from anyio.abc import TaskGroup
+from sortedcontainers import SortedList
+
+from aio_ashb._core import (
+    Checkpointed,
+    Decision,
+    Event,
+    FrozenTrial,
+    Reported,
+    TrialCreated,
+    TrialEnded,
+    TrialInterrupted,
+    TrialState,
+)
+from aio_ashb._exceptions import (
+    ConfigError,
+    ObjectiveMisuse,
+    StorageError,
+    StudyLockedError,
+    TooManyFailuresError,
+)
+from aio_ashb._journal import Journal
+from aio_ashb._objective import Caller, Failure
+from aio_ashb._trial import Invocation, Phase, Trial, materialize
+
+# At most this many jobs start in one fill() call (or trials end in one go): a few ms of the loop.
+_FILL_BATCH = 128
+# A run whose first this-many trials fail the same way before any report stops with that error.
+_FAIL_FAST = 5
+
+_Work = Trial | Invocation  # a new trial to run, or a trial to call again
+
+
+def _check_limit(name: str, value: object, *, minimum: float, integer: bool = False) -> None:
+    if value is None:
+        return
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value) or value < minimum:
+        raise ConfigError(f"{name} must be a number >= {minimum}, got {value!r}")
+    if integer and not isinstance(value, int):
+        raise ConfigError(f"{name} must be an integer, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """The arguments of one ``run()``, checked (see ``Study.run`` for their meaning)."""
+
+    max_trials: int | None = None
+    concurrency: int = 1
+    timeout: float | None = None
+    max_paused: int | None = None
+    trial_timeout: float | None = None
+    max_failures: int | None = None
+    retries: int = 0
+    durable: bool = True
+
+    def __post_init__(self) -> None:
+        _check_limit("max_trials", self.max_trials, minimum=0, integer=True)
+        _check_limit("concurrency", self.concurrency, minimum=1, integer=True)
+        _check_limit("timeout", self.timeout, minimum=0)
+        _check_limit("max_paused", self.max_paused, minimum=0)
+        _check_limit("trial_timeout", self.trial_timeout, minimum=0)
+        _check_limit("max_failures", self.max_failures, minimum=1)
+        if not isinstance(self.retries, int) or isinstance(self.retries, bool) or self.retries < 0:
+            raise ConfigError(f"retries must be an integer >= 0, got {self.retries!r}")
+
+
+class RunState(IntEnum):
+    """How far a run is from its end (each state includes the ones before)."""
+
+    RUNNING = 0
+    STOPPING = 1  # no new work: stop(), timeout, max_failures, a callback's error, fail fast
+    ENDING = 2  # the study is over for this run: paused trials are released as they come
+    CANCELLING = 3  # run() is cancelled: trials are interrupted
+
+
+class Deadline:
+    """``trial_timeout`` for one trial: only running time counts, across its calls in a run."""
+
+    __slots__ = ("left", "scope")
+
+    def __init__(self, seconds: float) -> None:
+        self.left = seconds
+        self.scope: anyio.CancelScope | None = None
+
+    def start(self) -> anyio.CancelScope:
+        self.scope = anyio.CancelScope(deadline=anyio.current_time() + self.left)
+        return self.scope
+
+    def pause(self) -> None:
+        if self.scope is not None:
+            self.left = self.scope.deadline - anyio.current_time()
+            self.scope.deadline = math.inf
+
+    def resume(self) -> None:
+        if self.scope is not None:
+            self.scope.deadline = anyio.current_time() + self.left
+
+    def passed(self) -> bool:
+        scope = self.scope
+        return scope is not None and (scope.cancelled_caught or anyio.current_time() >= scope.deadline)
+
+
+class Runner:
+    """The state of one ``Study.run()`` call; the trials' host."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        caller: Caller,
+        options: RunOptions,
+        *,
+        clock: Callable[[], float],
+        callbacks: Sequence[Callable[[FrozenTrial], None]] = (),
+        renew_lease: Callable[[], Awaitable[None]] | None = None,
+        lease_ttl: float = 30.0,
+        display: Any = None,
+    ) -> None:
+        self.journal = journal
+        self.core = journal.core
+        self.storage = journal.storage
+        self.caller = caller
+        self.options = options
+        self.clock = clock
+        self.callbacks = callbacks
+        self.renew_lease = renew_lease
+        self.lease_ttl = lease_ttl
+        self.display = display
+        self.loop = asyncio.get_running_loop()  # TrialHost: where thread trials hop to
+        self.prepares_checkpoints = journal.storage.pickles_checkpoints
+        self.thread_trials = not caller.kind.is_async and not caller.kind.budget_style
+        self.tg: TaskGroup  # the trials' task group, set when run() opens it
+        self.state = RunState.RUNNING
+        self.running = 0  # slots in use
+        self.live: dict[int, Invocation] = {}
+        # With max_paused: the suspended invocations, the first to release last, by
+        # (-milestone, rank key), i.e. the worst trial of the lowest rung goes first.
+        self.suspended: SortedList[tuple[Any, ...]] = SortedList()
+        self.deadlines: dict[int, Deadline] = {}
+        self.idle = anyio.Event()
+        self.dirty = anyio.Event()  # buffered durability: events wait for the flusher
+        self.more_to_fill = anyio.Event()  # fill() stopped at _FILL_BATCH with slots still free
+        self.fatal_error: BaseException | None = None
+        self.deferred: BaseException | None = None  # raised once the run has drained
+        self.failures = 0
+        self.last_failure: str | None = None
+        # Fail fast: how many trials in a row, from the start of the run, failed the same way
+        # before any report (-1: some trial did otherwise), and the first such failure.
+        self.same_failures = 0
+        self.first_failure: Failure | None = None
+        self.reports = 0  # recorded in this run (progress display, status())
+        self.started = anyio.current_time()
+
+    # -------------------------------------------------------------- writes
+    def commit(self, event: Event) -> None:
+        """Apply and log ``event`` where no one could handle a failure (dispatch, endings): a
+        storage that cannot take it (its file is gone, it is closed) ends the run."""
+        try:
+            self.journal.commit(event)
+        except StorageError as exc:
+            self.fatal(exc)
+            return
+        self.logged()
+
+    def logged(self) -> None:
+        """Buffered durability: wake the flusher (it commits whatever is queued)."""
+        if not self.options.durable and not self.dirty.is_set():
+            self.dirty.set()
+
+    def fatal(self, exc: BaseException) -> None:
+        """The storage failed or the objective cannot run: stop everything and raise ``exc``."""
+        if self.fatal_error is None:
+            self.fatal_error = exc
+        self.tg.cancel_scope.cancel()
+
+    def unsettled(self) -> bool:
+        return self.options.durable and self.journal.last_seq > self.storage.durable_seq
+
+    async def settle(self) -> None:
+        """Durable mode: return once every event appended so far is committed (the report
+        path's await). Buffered mode: at once; the flusher task commits."""
+        if self.unsettled():
+            await self.storage.flush(self.journal.last_seq)
+
+    # -------------------------------------------------------------- dispatch (synchronous)
+    def fill(self, take: bool = False) -> _Work | None:
+        """Give every free slot its next job; set ``idle`` when nothing runs or can run.
+
+        Work that needs a task of its own (a new trial, or a released one called again) gets a
+        new task, except that with ``take=True`` the first such piece is returned instead: the
+        calling task, whose trial just ended, runs it. Reusing tasks this way halves the cost of
+        a short trial (spawning a task is the most expensive step of starting one).
+        """
+        taken: _Work | None = None
+        started = 0
+        max_trials, concurrency = self.options.max_trials, self.options.concurrency
+        while self.running < concurrency and self.state is RunState.RUNNING:
+            if started == _FILL_BATCH:
+                # Thousands of free slots at once (the start of a wide run): let the loop breathe
+                # between batches; the filler task continues as soon as the loop had a turn.
+                self.more_to_fill.set()
+                break
+            started += 1
+            can_start = max_trials is None or self.core.n_trials < max_trials
+            try:
+                job = self.journal.next_job(can_start=can_start, time=self.clock())
+            except StorageError as exc:
+                self.fatal(exc)
+                return None
+            if job is None:
+                break
+            self.logged()
+            self.running += 1
+            work: _Work
+            if isinstance(job, TrialCreated):
+                inv = self.live[job.number] = Invocation(job.number)
+                work = Trial(self, inv, dict(job.params), job.bracket)  # a copy: the log's is not theirs
+            else:
+                current = self.live.get(job.number)
+                if current is not None and current.phase is Phase.PAUSED:
+                    self.resume_in_place(current)
+                    continue
+                # Promoted after its invocation was released, or resumed after an interruption.
+                work = self.live[job.number] = Invocation(job.number)
+            if take and taken is None:
+                taken = work
+            else:
+                self.tg.start_soon(self.worker, work, name=f"aio_ashb trial {job.number}")
+        if self.running == 0:
+            self.idle.set()
+        return taken
+
+    def resume_in_place(self, inv: Invocation) -> None:
+        """Promote a paused trial whose call is still alive: it continues where it is."""
+        inv.phase = Phase.RUNNING
+        inv.holds_slot = True
+        self._unsuspend(inv)
+        deadline = self.deadlines.get(inv.number)
+        if deadline is not None:
+            deadline.resume()
+        if inv.wake is not None:
+            inv.wake.set()
+
+    def release_slot(self, inv: Invocation, take: bool = False) -> _Work | None:
+        if inv.holds_slot:
+            inv.holds_slot = False
+            self.running -= 1
+        elif not take:
+            return None
+        return self.fill(take)
+
+    def stop(self) -> None:
+        if self.state < RunState.STOPPING:
+            self.state = RunState.STOPPING
+        self.fill()
+
+    # -------------------------------------------------------------- one task
+    async def worker(self, work: _Work | None) -> None:
+        """One task of the run's task group: run trials until no work is left for it.
+
+        Each turn calls the objective once and records how it ended. (One function rather than
+        a helper per turn: a suspended paused trial holds every frame of this stack.)
+        """
+        timeout = self.options.trial_timeout
+        while work is not None:
+            inv = work if isinstance(work, Invocation) else work._inv
+            n = inv.number
+            failure: Failure | None = None
+            try:
+                trial = work if isinstance(work, Trial) else await self.reopen(inv)
+                if timeout is None:
+                    failure = await self.caller.call(trial)
+                else:  # a thread still running at the deadline is abandoned (it cannot be stopped)
+                    deadline = self.deadlines.setdefault(n, Deadline(timeout))
+                    with deadline.start():
+                        failure = await self.caller.call(trial)
+                    if deadline.passed():
+                        failure = Failure(
+                            f"TimeoutError: trial {n} ran longer than trial_timeout={timeout} s"
+                            + (
+                                " (its thread was abandoned: it cannot be stopped)"
+                                if self.thread_trials
+                                else ""
+                            ),
+                            None,
+                        )
+            except anyio.get_cancelled_exc_class():
+                with anyio.CancelScope(shield=True):
+                    self.interrupt(inv)
+                    with contextlib.suppress(StorageError):  # already failing: keep cancelling
+                        await self.settle()
+                raise
+            except (StorageError, ObjectiveMisuse) as exc:
+                self.fatal(exc)
+                return
+            finally:
+                inv.phase = Phase.OVER  # also when its thread was abandoned: it reports no more
+                if self.live.get(n) is inv:
+                    del self.live[n]
+            self.settle_trial(inv, failure)
+            work = self.release_slot(inv, take=True)
+
+    async def reopen(self, inv: Invocation) -> Trial:
+        """A trial called again: from its last checkpoint, skipping steps already recorded."""
+        n = inv.number
+        found = await self.storage.load_checkpoint(self.journal.name, n)
+        frozen = self.core.frozen(n)
+        ckpt_step, payload = found if found is not None else (0, None)
+        return Trial(
+            self,
+            inv,
+            frozen.params,  # a copy already
+            frozen.bracket,
+            checkpoint=payload,
+            step=ckpt_step,
+            skip_until=frozen.step,
+        )
+
+    # -------------------------------------------------------------- TrialHost
+    def record(self, inv: Invocation, step: int, value: float) -> Decision:
+        """Apply a report. A pause gives the slot back and refills it at once; a trial that
+        stops or completes keeps its slot until its objective returns (it is still working)."""
+        # A storage failure here raises in the trial's report(), and its call ends the run.
+        decision = self.journal.commit(Reported(inv.number, step, value, self.clock()))
+        assert decision is not None
+        self.logged()
+        self.reports += 1
+        if decision is Decision.CONTINUE:
+            return decision
+        if decision is Decision.PAUSE:
+            inv.phase = Phase.PAUSED
+            deadline = self.deadlines.get(inv.number)
+            if deadline is not None:
+                deadline.pause()
+            self.release_slot(inv)
+            if inv.phase is Phase.RUNNING:  # the freed slot went straight back: promoted in place
+                return Decision.CONTINUE
+        else:
+            inv.phase = Phase.ENDED
+            self.journal.drop_checkpoint(inv.number)  # it can never resume: free the space
+            self.finished(inv.number)
+        return decision
+
+    def prepare_checkpoint(self, number: int, payload: Any) -> Any:
+        return self.storage.prepare_checkpoint(number, payload)
+
+    def save_checkpoint(self, inv: Invocation, payload: Any) -> None:
+        if self.core.state_of(inv.number).is_finished:
+            return
+        # A callable runs now, so it captured the trial as of its latest step; a value is as of
+        # the step it was given with.
+        step = inv.step if callable(inv.provider) else inv.provider_step
+        self.commit(Checkpointed(inv.number, step, payload, self.clock()))
+
+    async def proceed(self, inv: Invocation) -> bool:
+        """The gate: suspend a paused invocation until it is promoted (True) or released."""
+        if inv.phase is Phase.PAUSED:
+            if self.state >= RunState.ENDING:
+                inv.phase = Phase.RELEASED
+            else:
+                await self._suspend(inv)
+        return inv.phase is Phase.RUNNING
+
+    async def _suspend(self, inv: Invocation) -> None:
+        inv.wake = wake = anyio.Event()
+        max_paused = self.options.max_paused
+        if max_paused is not None:  # rank suspended trials only when some may be released
+            milestone, key = self.core.waiting_position(inv.number)
+            inv.suspended_key = (-milestone, key)
+            self.suspended.add(inv.suspended_key)
+            if len(self.suspended) > max_paused:
+                self.release(self.live[self.suspended[-1][1][1]])
+        try:
+            await wake.wait()
+        finally:
+            inv.wake = None
+            self._unsuspend(inv)  # cancelled while waiting
+
+    def _unsuspend(self, inv: Invocation) -> None:
+        if inv.suspended_key is not None:
+            self.suspended.remove(inv.suspended_key)
+            inv.suspended_key = None
+
+    def release(self, inv: Invocation) -> None:
+        """Let a suspended invocation end; the trial stays PAUSED and promotable (from its
+        checkpoint)."""
+        inv.phase = Phase.RELEASED
+        self._unsuspend(inv)
+        if inv.wake is not None:
+            inv.wake.set()
+
+    # -------------------------------------------------------------- how trials end
+    def settle_trial(self, inv: Invocation, failure: Failure | None) -> None:
+        """Write how an invocation ended, from the trial's state in the core."""
+        n = inv.number
+        state = self.core.state_of(n)
+        if state.is_finished:
+            self.same_failures = -1
+            return
+        if self.state is RunState.CANCELLING:  # a thread trial that ended at the cancellation
+            self.interrupt(inv)
+            return
+        if n in self.live:
+            return  # promoted again meanwhile: a newer invocation owns the trial
+        if failure is not None:
+            self.failures += 1
+            self.last_failure = failure.text
+            self.end_trial(n, TrialState.FAILED, failure.text)
+            self.fail_fast(failure)
+            if self.options.max_failures is not None and self.failures >= self.options.max_failures:
+                self.stop()
+        elif state is TrialState.RUNNING:
+            self.same_failures = -1
+            self.end_trial(n, TrialState.COMPLETE, None)  # the objective returned early
+        # PAUSED and returned: released; it stays promotable until the study ends.
+
+    def fail_fast(self, failure: Failure) -> None:
+        """A run whose first trials all fail the same way (same exception type, raised at the
+        same line) before any trial of the run reported anything (a bug in the objective, a
+        service that is down) stops and raises that error, instead of failing every trial it
+        was given."""
+        if self.same_failures < 0 or failure.exc is None or self.reports:
+            self.same_failures = -1
+            return
+        if self.first_failure is None:
+            self.first_failure = failure
+        elif self.first_failure.origin() != failure.origin():
+            self.same_failures = -1
+            return
+        self.same_failures += 1
+        if self.same_failures == _FAIL_FAST and self.deferred is None:
+            self.deferred = self.first_failure.exc
+            self.stop()
+
+    def end_trial(self, number: int, state: TrialState, error: str | None) -> None:
+        # TrialEnded also drops the trial's checkpoint (the storage does, in order).
+        self.commit(TrialEnded(number, state, error, self.clock()))
+        self.finished(number)
+
+    def finished(self, number: int) -> None:
+        if not self.callbacks:
+            return
+        frozen = self.core.frozen(number)
+        for cb in self.callbacks:
+            try:
+                cb(frozen)
+            except Exception as exc:  # a broken callback ends the run, after a clean drain
+                if self.deferred is None:
+                    self.deferred = exc
+                self.stop()
+
+    def interrupt(self, inv: Invocation) -> None:
+        n = inv.number
+        if self.core.state_of(n) is not TrialState.RUNNING:
+            return
+        # A thread cannot be asked for a checkpoint while it computes (its thread was abandoned,
+        # mid-step): such a trial resumes from the last checkpoint it saved.
+        if inv.provider is not None and not self.thread_trials:
+            # The trial is being torn down: if its checkpoint fails, its last report stands.
+            with contextlib.suppress(Exception):
+                self.save_checkpoint(inv, self.prepare_checkpoint(n, materialize(inv.provider)))
+        self.commit(TrialInterrupted(n, self.clock()))
+
+    def interrupt_remaining(self) -> None:
+        """After a fatal error: trials the core still has RUNNING are INTERRUPTED, in memory at
+        least (the log may not take it), as the next runner will find them."""
+        for n in self.core.numbers_in(TrialState.RUNNING):
+            interrupted = TrialInterrupted(n, self.clock())
+            # Applied to the core even if the log does not take it (the next runner finds the
+            # trial RUNNING there, and interrupts it itself).
+            with contextlib.suppress(StorageError):
+                self.journal.commit(interrupted)
+
+    async def end(self) -> None:
+        """The study is over for this run: release every suspended invocation (in batches:
+        each one released wakes a task, and thousands at once would hold the loop)."""
+        self.state = max(self.state, RunState.ENDING)
+        for i, inv in enumerate(list(self.live.values()), 1):
+            if inv.wake is not None:
+                self.release(inv)
+            if i % _FILL_BATCH == 0:
+                await anyio.lowlevel.checkpoint()
+
+    def cancel(self) -> None:
+        """run() is cancelled: every invocation is over (its next report is refused)."""
+        self.state = RunState.CANCELLING
+        for inv in list(self.live.values()):
+            inv.phase = Phase.OVER
+            if inv.wake is not None:
+                inv.wake.set()
+
+    # -------------------------------------------------------------- the run
+    async def run(self) -> None:
+        """Run trials until the study is done (or ``options.timeout``), then finish the log:
+        paused trials are STOPPED. Raises what ended the run early, if anything did."""
+        if self.display is not None:
+            self.display.open()
+        try:
+            async with anyio.create_task_group() as services:
+                if self.renew_lease is not None:
+                    services.start_soon(self._heartbeat)
+                services.start_soon(self._filler)
+                if self.display is not None:
+                    services.start_soon(self.display.run)
+                if not self.options.durable:
+                    services.start_soon(self._flusher)
+                await self._trials()
+                services.cancel_scope.cancel()
+            if self.fatal_error is not None:
+                self.interrupt_remaining()
+            else:
+                # Every task has settled. Paused trials no run will promote now are STOPPED.
+                for i, n in enumerate(self.core.waiting_trials(), 1):
+                    self.end_trial(n, TrialState.STOPPED, None)
+                    if i % _FILL_BATCH == 0:  # thousands of them: let the loop breathe
+                        await anyio.lowlevel.checkpoint()
+                await self.journal.flush()
+        except anyio.get_cancelled_exc_class():
+            with anyio.CancelScope(shield=True), contextlib.suppress(StorageError):
+                await self.storage.flush()
+            raise
+        finally:
+            if self.display is not None:
+                self.display.close()  # the final frame: trials stopped or interrupted by now
+        for error in (self.fatal_error, self.deferred):
+            if error is not None:
+                raise error
+        limit = self.options.max_failures
+        if limit is not None and self.failures >= limit:
+            raise TooManyFailuresError(
+                f"max_failures={limit} reached: {self.failures} trials failed in this "
+                f"run (the running ones finished first); the last one:\n{self.last_failure}"
+            )
+
+    async def _trials(self) -> None:
+        timeout = self.options.timeout
+        async with anyio.create_task_group() as tg:
+            self.tg = tg
+            try:
+                self.fill()
+                with anyio.move_on_after(math.inf if timeout is None else timeout):
+                    await self.idle.wait()
+                if not self.idle.is_set():  # timeout: drain running trials gracefully
+                    self.stop()
+                    await self.idle.wait()
+            except anyio.get_cancelled_exc_class():
+                self.cancel()
+                raise
+            await self.end()
+
+    async def _heartbeat(self) -> None:
+        """Renew the study's lease while the run lasts, so no other runner takes it over.
+
+        A renewal that fails for a passing reason (a busy database) is retried at the next beat;
+        the run stops if the lease was taken over, or could not be renewed for a whole TTL."""
+        assert self.renew_lease is not None
+        renewed = anyio.current_time()  # one clock, the loop's, for the beats and their ages
+        while True:
+            await anyio.sleep(self.lease_ttl / 3)
+            try:
+                await self.renew_lease()
+                renewed = anyio.current_time()
+            except StudyLockedError as exc:
+                self.fatal(exc)
+                return
+            except StorageError as exc:
+                if anyio.current_time() - renewed >= self.lease_ttl:
+                    self.fatal(exc)
+                    return
+
+    async def _filler(self) -> None:
+        """Continue a fill() that stopped after _FILL_BATCH jobs, once the loop had a turn."""
+        while True:
+            await self.more_to_fill.wait()
+            self.more_to_fill = anyio.Event()
+            self.fill()
+
+    async def _flusher(self) -> None:
+        """Buffered durability: commit what reports queued, one group commit after another."""
+        while True:
+            await self.dirty.wait()
+            self.dirty = anyio.Event()
+            try:
+                await self.storage.flush(self.journal.last_seq)
+            except StorageError as exc:
+                self.fatal(exc)
+                return
