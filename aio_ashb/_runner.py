@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import math
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
@@ -36,7 +35,6 @@ from aio_ashb._core import (
     TrialState,
 )
 from aio_ashb._exceptions import (
-    ConfigError,
     ObjectiveMisuse,
     StorageError,
     StudyLockedError,
@@ -44,6 +42,7 @@ from aio_ashb._exceptions import (
 )
 from aio_ashb._journal import Journal
 from aio_ashb._objective import Caller, Failure
+from aio_ashb._run_options import Deadline, RunOptions
 from aio_ashb._trial import Invocation, Phase, Trial, materialize
 
 # At most this many jobs start in one fill() call (or trials end in one go): a few ms of the loop.
@@ -54,39 +53,6 @@ _FAIL_FAST = 5
 _Work = Trial | Invocation  # a new trial to run, or a trial to call again
 
 
-def _check_limit(name: str, value: object, *, minimum: float, integer: bool = False) -> None:
-    if value is None:
-        return
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value) or value < minimum:
-        raise ConfigError(f"{name} must be a number >= {minimum}, got {value!r}")
-    if integer and not isinstance(value, int):
-        raise ConfigError(f"{name} must be an integer, got {value!r}")
-
-
-@dataclass(frozen=True, slots=True)
-class RunOptions:
-    """The arguments of one ``run()``, checked (see ``Study.run`` for their meaning)."""
-
-    max_trials: int | None = None
-    concurrency: int = 1
-    timeout: float | None = None
-    max_paused: int | None = None
-    trial_timeout: float | None = None
-    max_failures: int | None = None
-    retries: int = 0
-    durable: bool = True
-
-    def __post_init__(self) -> None:
-        _check_limit("max_trials", self.max_trials, minimum=0, integer=True)
-        _check_limit("concurrency", self.concurrency, minimum=1, integer=True)
-        _check_limit("timeout", self.timeout, minimum=0)
-        _check_limit("max_paused", self.max_paused, minimum=0)
-        _check_limit("trial_timeout", self.trial_timeout, minimum=0)
-        _check_limit("max_failures", self.max_failures, minimum=1)
-        if not isinstance(self.retries, int) or isinstance(self.retries, bool) or self.retries < 0:
-            raise ConfigError(f"retries must be an integer >= 0, got {self.retries!r}")
-
-
 class RunState(IntEnum):
     """How far a run is from its end (each state includes the ones before)."""
 
@@ -94,33 +60,6 @@ class RunState(IntEnum):
     STOPPING = 1  # no new work: stop(), timeout, max_failures, a callback's error, fail fast
     ENDING = 2  # the study is over for this run: paused trials are released as they come
     CANCELLING = 3  # run() is cancelled: trials are interrupted
-
-
-class Deadline:
-    """``trial_timeout`` for one trial: only running time counts, across its calls in a run."""
-
-    __slots__ = ("left", "scope")
-
-    def __init__(self, seconds: float) -> None:
-        self.left = seconds
-        self.scope: anyio.CancelScope | None = None
-
-    def start(self) -> anyio.CancelScope:
-        self.scope = anyio.CancelScope(deadline=anyio.current_time() + self.left)
-        return self.scope
-
-    def pause(self) -> None:
-        if self.scope is not None:
-            self.left = self.scope.deadline - anyio.current_time()
-            self.scope.deadline = math.inf
-
-    def resume(self) -> None:
-        if self.scope is not None:
-            self.scope.deadline = anyio.current_time() + self.left
-
-    def passed(self) -> bool:
-        scope = self.scope
-        return scope is not None and (scope.cancelled_caught or anyio.current_time() >= scope.deadline)
 
 
 class Runner:

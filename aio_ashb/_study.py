@@ -45,7 +45,8 @@ from aio_ashb._journal import Journal, loop_clock
 from aio_ashb._objective import Caller, ObjectiveKind, classify
 from aio_ashb._progress import Progress
 from aio_ashb._report import StudyStatus, status_of
-from aio_ashb._runner import Runner, RunOptions
+from aio_ashb._run_options import RunOptions
+from aio_ashb._runner import Runner
 from aio_ashb._trial import ThreadTrial, Trial, materialize
 from aio_ashb.storage import Storage
 

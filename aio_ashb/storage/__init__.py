@@ -9,7 +9,7 @@ from __future__ import annotations
 from aio_ashb._exceptions import ConfigError
 from aio_ashb.storage._base import Storage, StudyInfo
 from aio_ashb.storage._memory import MemoryStorage
-from aio_ashb.storage._sqlite import SQLiteStorage, parse_sqlite_url
+from aio_ashb.storage._sqlite import SQLiteStorage
 
 __all__ = ["MemoryStorage", "SQLiteStorage", "Storage", "StudyInfo", "open_storage"]
 
@@ -26,3 +26,23 @@ def open_storage(url: str, *, create: bool = True) -> Storage:
     raise ConfigError(
         f"unsupported storage {url!r}; pass a Storage object, None, 'memory://' or 'sqlite:///path/to/file.db'"
     )
+
+
+def parse_sqlite_url(url: str, *, create: bool = True) -> SQLiteStorage:
+    """``sqlite:///relative/or/absolute.db`` (three slashes; ``sqlite:////abs/path.db`` also works),
+    with optional ``?synchronous=full``."""
+    rest = url[len("sqlite://") :]
+    if not rest.startswith("/") or len(rest) < 2:
+        raise ConfigError(f"a SQLite URL looks like 'sqlite:///path/to/file.db', got {url!r}")
+    path, _, query = rest[1:].partition("?")
+    options: dict[str, str] = {}
+    for part in filter(None, query.split("&")):
+        key, _, value = part.partition("=")
+        options[key] = value
+    unknown = set(options) - {"synchronous"}
+    if unknown:
+        raise ConfigError(f"unknown option(s) {sorted(unknown)} in {url!r}; known: synchronous")
+    sync = options.get("synchronous", "normal").lower()
+    if sync not in ("normal", "full"):
+        raise ConfigError(f"synchronous must be 'normal' or 'full', got {sync!r} in {url!r}")
+    return SQLiteStorage(path, synchronous=sync, create=create)  # type: ignore[arg-type]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import sqlite3
 from typing import Any
 
 from aio_ashb._core import (
@@ -68,6 +69,61 @@ MIGRATIONS: list[list[str]] = [
     ],
 ]
 
+# ---------------------------------------------------------------------- opening a file
+# These run on the storage's connection thread.
+
+
+def inspect(db: sqlite3.Connection) -> tuple[int, int, int]:
+    """(tables, application id, schema version). Tables first: they appear in the same commit
+    that sets the application id and the version, so reading those after cannot see another
+    process's half-created file."""
+    tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    app_id = db.execute("PRAGMA application_id").fetchone()[0]
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    return tables, app_id, version
+
+
+def configure(db: sqlite3.Connection, *, synchronous: str, new: bool) -> None:
+    """The connection's settings; for a new file, incremental auto-vacuum (chosen before WAL
+    and the first table: the only moment it is cheap)."""
+    if new:
+        db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute(f"PRAGMA synchronous={synchronous.upper()}")
+    # After a checkpoint the WAL file is cut back to this size (large checkpoints grow it).
+    db.execute("PRAGMA journal_size_limit=16777216")
+
+
+def quick_check(db: sqlite3.Connection) -> list[str]:
+    """SQLite's structural check, its first problems (or ``["ok"]``)."""
+    return [str(row[0]) for row in db.execute("PRAGMA quick_check(3)").fetchall()]
+
+
+def migrate(db: sqlite3.Connection) -> bool:
+    """Bring the file to this schema (in the caller's write transaction). True for a file made
+    before space was reclaimed, which :func:`vacuum` switches over once."""
+    # Read again under the write lock: another process may have just migrated this file.
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    for v in range(version, SCHEMA_VERSION):
+        for statement in MIGRATIONS[v]:
+            db.execute(statement)
+    db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+    db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+    return bool(version) and db.execute("PRAGMA auto_vacuum").fetchone()[0] == 0
+
+
+def vacuum(db: sqlite3.Connection) -> None:
+    db.executescript("PRAGMA auto_vacuum=INCREMENTAL; VACUUM;")
+
+
+def studies_and_ends(db: sqlite3.Connection) -> tuple[list[Any], list[Any]]:
+    """The studies (id, name), and the last sequence number of each study's log."""
+    ids = db.execute("SELECT id, name FROM studies").fetchall()
+    tops = db.execute("SELECT study_id, max(seq) FROM events GROUP BY study_id").fetchall()
+    return ids, tops
+
+
+# ---------------------------------------------------------------------- events as rows
 REPORTED, CREATED, PROMOTED, RESUMED, CHECKPOINTED, INTERRUPTED, ENDED, ENQUEUED = range(1, 9)
 
 INSERT_EVENT = (

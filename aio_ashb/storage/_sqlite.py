@@ -37,7 +37,6 @@ import pickle
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -62,35 +61,35 @@ from aio_ashb._exceptions import (
     StudyNotFoundError,
 )
 from aio_ashb.storage import _owner
+from aio_ashb.storage import _schema as schema
 from aio_ashb.storage._base import Storage, StudyInfo, lease_message
 from aio_ashb.storage._connection import Connection
+from aio_ashb.storage._diagnose import classify, open_error, who_locks
+from aio_ashb.storage._fence import Fences
+from aio_ashb.storage._jobs import (
+    Entry,
+    FileGone,
+    Outcome,
+    lease_row,
+    owner_of,
+    reclaim,
+    snapshot,
+    transaction,
+    write_rows,
+)
 from aio_ashb.storage._schema import (
     APPLICATION_ID,
-    DELETE_CHECKPOINT,
-    INSERT_EVENT,
-    MIGRATIONS,
     OLDEST_READABLE,
     REPORTED,
-    ROWS_PER_STATEMENT,
     SCHEMA_VERSION,
     SELECT_EVENTS,
-    SELECT_LEASE,
-    UPSERT_CHECKPOINT,
     UPSERT_LEASE,
     decode_all,
     encode,
-    insert_rows,
     printable,
 )
 
 T = TypeVar("T")
-# A queued write: ("e", event row, sequence number) | ("c", checkpoint row, 0) | ("d", key, 0).
-# Every row starts with the study's id.
-_Entry = tuple[str, tuple[Any, ...], int]
-_SQL = {"e": INSERT_EVENT, "c": UPSERT_CHECKPOINT, "d": DELETE_CHECKPOINT}
-# Space: once a commit has freed pages (dropped checkpoints), reclaim them when they are more than
-# this many pages and half the file, this many pages per commit (a few ms each).
-_RECLAIM_PAGES = 1024
 
 
 class Pickled:
@@ -110,68 +109,6 @@ def _pickle_payload(payload: Any) -> bytes:
         return pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as exc:  # pickling runs user code (__reduce__): anything can come out
         raise StorageError(f"a checkpoint could not be pickled: {exc!r}") from exc
-
-
-class _FileGone(Exception):
-    """Raised in the connection's thread: the path no longer leads to the open file."""
-
-
-@dataclass(slots=True)
-class _Outcome:
-    """What a write job did, filled in on the connection's thread: read after the job ended,
-    even if the task that awaited it was cancelled meanwhile."""
-
-    committed: bool = False
-    fenced: dict[int, str | None] = field(default_factory=dict)  # study id -> current holder
-
-
-def _transaction(
-    db: sqlite3.Connection, body: Callable[[sqlite3.Connection], T], check: Callable[[], None]
-) -> T:
-    """One write transaction, run whole on the connection's thread. BEGIN IMMEDIATE: other
-    writers wait, so there are never two winners. On any error the transaction is rolled back if
-    SQLite has not done it already (a failed COMMIT on a full disk has), and the first error is
-    the one raised."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        result = body(db)
-        check()
-        db.execute("COMMIT")
-        return result
-    except BaseException:
-        if db.in_transaction:
-            with contextlib.suppress(sqlite3.Error):
-                db.execute("ROLLBACK")
-        raise
-
-
-def _snapshot(db: sqlite3.Connection, body: Callable[[sqlite3.Connection], T]) -> T:
-    """Several reads from one snapshot of the file (one read transaction)."""
-    db.execute("BEGIN")
-    try:
-        return body(db)
-    finally:
-        with contextlib.suppress(sqlite3.Error):
-            db.execute("COMMIT")
-
-
-def _lease_row(db: sqlite3.Connection, sid: int) -> tuple[Any, ...] | None:
-    row: tuple[Any, ...] | None = db.execute(SELECT_LEASE, (sid,)).fetchone()
-    return row
-
-
-def _owner_of(row: tuple[Any, ...]) -> _owner.Owner:
-    return _owner.Owner(row[2], row[3], row[4])
-
-
-def _reclaim(db: sqlite3.Connection, *, everything: bool = False) -> None:
-    """Give free pages back to the file system (auto_vacuum=INCREMENTAL): after a commit, a
-    bounded number, once they are many and half the file; at close, all of them."""
-    free = db.execute("PRAGMA freelist_count").fetchone()[0]
-    if everything and free:
-        db.executescript("PRAGMA incremental_vacuum;")  # executescript steps it to its end
-    elif free >= _RECLAIM_PAGES and 2 * free >= db.execute("PRAGMA page_count").fetchone()[0]:
-        db.executescript(f"PRAGMA incremental_vacuum({_RECLAIM_PAGES * 4});")
 
 
 class SQLiteStorage(Storage):
@@ -221,13 +158,11 @@ class SQLiteStorage(Storage):
         self._broken: StorageError | None = None  # the file was removed: every write fails
         self._ids: dict[str, int] = {}  # study name -> id
         self._next_seq: dict[int, int] = {}  # study id -> next per-study seq in the file
-        self._pending: list[_Entry] = []  # queued, not yet written, in append order
+        self._pending: list[Entry] = []  # queued, not yet written, in append order
         self._seq = 0  # appended so far (this process)
         self._durable = 0  # committed so far
         self._committing: anyio.Event | None = None
-        self._held: dict[int, str] = {}  # study id -> holder, for the leases this storage holds
-        self._lost: dict[int, StudyLockedError] = {}  # study id -> why its lease is gone
-        self._dropped: dict[int, int] = {}  # sequence number -> study id: events never written
+        self._fences = Fences()  # the leases held, and the events of lost ones
 
     def __repr__(self) -> str:
         return f"SQLiteStorage({str(self.path)!r})"
@@ -269,7 +204,7 @@ class SQLiteStorage(Storage):
                 partial(sqlite3.connect, uri, uri=True, timeout=self.busy_timeout, isolation_level=None)
             )
         except sqlite3.Error as exc:
-            raise self._open_error(exc) from None
+            raise open_error(exc, self.path, self.readonly, self.busy_timeout) from None
         self._conn = conn
         try:
             st = os.stat(path)
@@ -280,27 +215,8 @@ class SQLiteStorage(Storage):
             await conn.close()
             raise
 
-    def _open_error(self, exc: sqlite3.Error) -> StorageError:
-        where = str(self.path)
-        if "unable to open" not in str(exc):
-            return self._classify(exc)
-        if self.readonly:
-            return StorageLocationError(f"cannot read {where} ({exc}); check its permissions")
-        return StorageLocationError(
-            f"cannot write {where}: {exc}; check the permissions of the file and its directory, or "
-            "open it with SQLiteStorage(..., readonly=True)"
-        )
-
     async def _prepare(self) -> None:
-        def inspect(db: sqlite3.Connection) -> tuple[int, int, int]:
-            # Tables first: they appear in the same commit that sets the application id and the
-            # version, so reading those after cannot see another process's half-created file.
-            tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-            app_id = db.execute("PRAGMA application_id").fetchone()[0]
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            return tables, app_id, version
-
-        tables, app_id, version = await self._call(inspect)
+        tables, app_id, version = await self._call(schema.inspect)
         if tables and app_id != APPLICATION_ID:
             raise NotADatabaseError(
                 f"{self.path} is a SQLite database of another program (application_id {app_id:#x}); "
@@ -320,57 +236,29 @@ class SQLiteStorage(Storage):
             if version < OLDEST_READABLE:
                 raise SchemaVersionError(f"{self.path} has schema version {version}; it cannot be read")
         else:
-            await self._call(partial(self._configure, new=not tables))
+            await self._call(partial(schema.configure, synchronous=self.synchronous, new=not tables))
             if tables:
                 await self._verify()
-            if version < SCHEMA_VERSION:
-                await self._migrate()
-
-        def load(db: sqlite3.Connection) -> tuple[list[Any], list[Any]]:
-            ids = db.execute("SELECT id, name FROM studies").fetchall()
-            tops = db.execute("SELECT study_id, max(seq) FROM events GROUP BY study_id").fetchall()
-            return ids, tops
-
-        ids, tops = await self._call(partial(_snapshot, body=load))
+            if version < SCHEMA_VERSION and await self._write(schema.migrate):
+                # A file from before space was reclaimed: switch it over once (VACUUM rewrites
+                # it). Another connection's open read transaction makes that fail: then it waits.
+                with contextlib.suppress(StorageError):
+                    await self._call(schema.vacuum)
+        ids, tops = await self._call(partial(snapshot, body=schema.studies_and_ends))
         self._ids = {name: sid for sid, name in ids}
         self._next_seq = {sid: top + 1 for sid, top in tops}
 
-    def _configure(self, db: sqlite3.Connection, *, new: bool) -> None:
-        if new:  # before WAL and the first table: the only moment it can be chosen cheaply
-            db.execute("PRAGMA auto_vacuum=INCREMENTAL")
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
-        # After a checkpoint the WAL file is cut back to this size (large checkpoints grow it).
-        db.execute("PRAGMA journal_size_limit=16777216")
-
     async def _verify(self) -> None:
         try:
-            problems = await self._call(lambda db: db.execute("PRAGMA quick_check(3)").fetchall())
-            found = "; ".join(printable(str(p[0]), 120) for p in problems)
+            problems = await self._call(schema.quick_check)
+            found = "; ".join(printable(p, 120) for p in problems)
         except CorruptDatabaseError as exc:  # too damaged even to be checked
             problems, found = [], printable(str(exc.__cause__ or exc), 120)
-        if [p[0] for p in problems] != ["ok"]:
+        if problems != ["ok"]:
             raise CorruptDatabaseError(
                 f"{self.path} is damaged (SQLite's quick_check: {found}); aio_ashb will not write into "
                 f"it. Restore it from a backup, or recover what is left: sqlite3 {self.path} .recover"
             )
-
-    async def _migrate(self) -> None:
-        def migrate(db: sqlite3.Connection) -> bool:
-            # Read again under the write lock: another process may have just migrated this file.
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            for v in range(version, SCHEMA_VERSION):
-                for statement in MIGRATIONS[v]:
-                    db.execute(statement)
-            db.execute(f"PRAGMA application_id={APPLICATION_ID}")
-            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            return bool(version) and db.execute("PRAGMA auto_vacuum").fetchone()[0] == 0
-
-        if await self._write(migrate):
-            # A file from before space was reclaimed: switch it over once (VACUUM rewrites it).
-            # Another connection's open read transaction makes that fail: then it waits.
-            with contextlib.suppress(StorageError):
-                await self._call(lambda db: db.executescript("PRAGMA auto_vacuum=INCREMENTAL; VACUUM;"))
 
     async def close(self) -> None:
         if self._closed:
@@ -379,7 +267,7 @@ class SQLiteStorage(Storage):
             if self._conn is not None and not self.readonly and self._broken is None:
                 await self.flush()
                 with contextlib.suppress(StorageError):
-                    await self._call(partial(_reclaim, everything=True))
+                    await self._call(partial(reclaim, everything=True))
         finally:
             self._closed = True
             if self._conn is not None:
@@ -408,11 +296,11 @@ class SQLiteStorage(Storage):
         try:
             return await conn.run(job)
         except sqlite3.Error as exc:
-            error = self._classify(exc)
+            error = classify(exc, self.path, self.busy_timeout)
             if "locked" in str(exc) or "busy" in str(exc):
-                error = StorageError(f"{error} {await self._who_locks()}".rstrip())
+                error = StorageError(f"{error} {await who_locks(self.path)}")
             raise error from None
-        except _FileGone as exc:
+        except FileGone as exc:
             self._broken = StorageError(
                 f"{self.path} was {exc} while this storage had it open; what was committed before "
                 "went with it, and nothing more can be written. The run stops"
@@ -422,67 +310,18 @@ class SQLiteStorage(Storage):
     async def _write(self, body: Callable[[sqlite3.Connection], T]) -> T:
         """``body`` in one write transaction, checked against removal of the file."""
         self._writable()
-        return await self._call(partial(_transaction, body=body, check=self._check_file))
+        return await self._call(partial(transaction, body=body, check=self._check_file))
 
     def _check_file(self) -> None:
         """On the connection's thread, before a commit: is the path still our file?"""
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
-            raise _FileGone("removed (or its directory was)") from None
+            raise FileGone("removed (or its directory was)") from None
         except OSError:
             return  # unreadable directory: SQLite itself will say what is wrong
         if (st.st_dev, st.st_ino) != self._identity:
-            raise _FileGone("replaced by another file")
-
-    def _classify(self, exc: sqlite3.Error) -> StorageError:
-        """A sqlite3 error as the StorageError that tells the user what to do."""
-        where = str(self.path)
-        text = printable(str(exc))
-        if "file is not a database" in text:
-            return NotADatabaseError(f"{where} is not a SQLite database; point aio_ashb at another file")
-        if "malformed" in text or "corrupt" in text or "Could not decode" in text:
-            return CorruptDatabaseError(
-                f"{where} is damaged ({text}); restore it from a backup, or recover what is left: "
-                f"sqlite3 {where} .recover"
-            )
-        if "full" in text:
-            return StorageError(
-                f"the disk holding {where} is full ({text}); nothing acknowledged was lost: free some "
-                "space and run the study again"
-            )
-        if "readonly" in text or "read-only" in text:
-            return StorageLocationError(
-                f"{where} cannot be written ({text}); check the permissions of the file and its directory"
-            )
-        if "unable to open" in text:
-            return StorageLocationError(f"cannot open {where} ({text}); check that its directory exists")
-        if "locked" in text or "busy" in text:
-            return StorageError(
-                f"{where} stayed locked by another connection for {self.busy_timeout:g} s ({text})."
-            )
-        if "disk I/O error" in text:
-            return StorageError(f"{where}: {text}; check the disk (is it full, or gone?)")
-        return StorageError(f"SQLite error on {where}: {text}")
-
-    async def _who_locks(self) -> str:
-        """Who holds the write lock and which studies they run (best effort, for the message)."""
-        pids = await anyio.to_thread.run_sync(_owner.write_lock_holders, self.path)
-        if not pids:
-            return "Try again, or find the process that keeps it open."
-        parts = []
-        for pid in pids:
-            letter = _owner.state_letter(pid)
-            stopped = letter in ("T", "t")
-            parts.append(
-                f"pid {pid} on this machine holds its write lock"
-                + (
-                    f" and is stopped (SIGSTOP or Ctrl-Z): resume it with `kill -CONT {pid}`, or end it"
-                    if stopped
-                    else "; wait for it, or end it"
-                )
-            )
-        return "; ".join(parts) + "."
+            raise FileGone("replaced by another file")
 
     # ------------------------------------------------------------------ studies
     def _id(self, name: str) -> int:
@@ -570,12 +409,12 @@ class SQLiteStorage(Storage):
         sid = self._id(name)
 
         def delete(db: sqlite3.Connection) -> None:
-            row = _lease_row(db, sid)
+            row = lease_row(db, sid)
             now = time.time()
             if (
                 row is not None
                 and row[1] > now
-                and _owner.liveness(_owner_of(row)) is not _owner.Liveness.DEAD
+                and _owner.liveness(owner_of(row)) is not _owner.Liveness.DEAD
             ):
                 raise StudyLockedError(lease_message(name, row[0], row[1], now))
             for table in ("events", "checkpoints", "leases"):
@@ -585,23 +424,23 @@ class SQLiteStorage(Storage):
         await self._write(delete)
         del self._ids[name]
         self._next_seq.pop(sid, None)
-        self._held.pop(sid, None)
+        self._fences.held.pop(sid, None)
         self._pending = [e for e in self._pending if e[1][0] != sid]
         with contextlib.suppress(StorageError):
-            await self._call(_reclaim)
+            await self._call(reclaim)
 
     # ------------------------------------------------------------------ the log
     def append(self, name: str, events: Sequence[Event]) -> int:
         self._writable()
         sid = self._id(name)
-        if sid in self._lost:  # its lease was taken: these can never be written (flush says so)
+        if sid in self._fences.lost:  # its lease was taken: never written (flush says so)
             for _ in events:
                 self._seq += 1
-                self._dropped[self._seq] = sid
+                self._fences.drop(sid, self._seq)
             return self._seq
         seq = self._next_seq.get(sid, 1)
         g = self._seq
-        entries: list[_Entry] = []  # built whole first: a payload that fails to pickle queues nothing
+        entries: list[Entry] = []  # built whole first: a payload that fails to pickle queues nothing
         for ev in events:
             g += 1
             entries.append(("e", encode(sid, seq, ev), g))
@@ -624,9 +463,7 @@ class SQLiteStorage(Storage):
     def durable_seq(self) -> int:
         # Never past an event that was dropped (its study's lease was lost): whoever waits for
         # it must call flush(), which raises the reason, instead of taking it as durable.
-        if self._dropped:
-            return min(self._durable, min(self._dropped) - 1)
-        return self._durable
+        return self._fences.durable(self._durable)
 
     async def flush(self, seq: int | None = None) -> None:
         if self.readonly:
@@ -639,8 +476,8 @@ class SQLiteStorage(Storage):
                 await self._committing.wait()
                 continue
             self._committing = done = anyio.Event()
-            batch: list[_Entry] | None = None
-            outcome = _Outcome()
+            batch: list[Entry] | None = None
+            outcome = Outcome()
             last = self._seq
             try:
                 # Let the tasks that are ready to run queue their events first (the trials that
@@ -660,57 +497,37 @@ class SQLiteStorage(Storage):
                         self._pending[:0] = batch
                 self._committing = None
                 done.set()
-        if seq is not None and seq in self._dropped:
-            raise self._lost[self._dropped[seq]]
+        error = None if seq is None else self._fences.error_for(seq)
+        if error is not None:
+            raise error
 
-    async def _commit(self, batch: list[_Entry], outcome: _Outcome) -> None:
-        fences = {sid: self._held[sid] for sid in {e[1][0] for e in batch} if sid in self._held}
+    async def _commit(self, batch: list[Entry], outcome: Outcome) -> None:
+        fences = self._fences.expected({e[1][0] for e in batch})
 
         def body(db: sqlite3.Connection) -> None:
-            for sid, holder in fences.items():
-                row = _lease_row(db, sid)
+            for sid, holder in fences.items():  # the fence: is each lease still ours?
+                row = lease_row(db, sid)
                 if row is None or row[0] != holder:
                     outcome.fenced[sid] = None if row is None else row[0]
-            rows = batch if not outcome.fenced else [e for e in batch if e[1][0] not in outcome.fenced]
-            if not rows:
-                return
-            if len(rows) <= ROWS_PER_STATEMENT and all(e[0] == "e" for e in rows):
-                # The common batch, reports only: one multi-row INSERT.
-                db.execute(insert_rows(len(rows)), [v for e in rows for v in e[1]])
-                return
-            # Consecutive rows of one kind go in one executemany; the order of kinds is kept.
-            start = 0
-            for i in range(1, len(rows) + 1):
-                if i == len(rows) or rows[i][0] != rows[start][0]:
-                    db.executemany(_SQL[rows[start][0]], [e[1] for e in rows[start:i]])
-                    start = i
+            write_rows(
+                db, batch if not outcome.fenced else [e for e in batch if e[1][0] not in outcome.fenced]
+            )
 
         frees = any(e[0] != "e" for e in batch)
 
         def job(db: sqlite3.Connection) -> None:
-            _transaction(db, body, self._check_file)
+            transaction(db, body, self._check_file)
             outcome.committed = True
             if frees:  # checkpoints replaced or dropped: maybe give the space back
                 with contextlib.suppress(sqlite3.Error):
-                    _reclaim(db)
+                    reclaim(db)
 
         await self._call(job)
 
-    def _lose(self, sid: int, holder: str | None, pending: Sequence[_Entry] = ()) -> None:
+    def _lose(self, sid: int, holder: str | None, pending: Sequence[Entry] = ()) -> None:
         """This storage no longer holds the lease of study ``sid``: its events that were not
         written never will be (``flush`` raises for them), nor will any appended later."""
-        name = self._name_of(sid)
-        self._held.pop(sid, None)
-        self._lost[sid] = StudyLockedError(
-            f"study {name!r}: this runner's lease was "
-            + (f"taken over by {holder}" if holder else "ended by another runner, which has finished")
-            + " while this runner was stalled past its lease_ttl (stopped, suspended or frozen); "
-            "its work since then was not recorded, and it stops"
-        )
-        for entries in (pending, self._pending):
-            for kind, row, g in entries:
-                if kind == "e" and row[0] == sid:
-                    self._dropped[g] = sid
+        self._fences.lose(sid, self._name_of(sid), holder, [*pending, *self._pending])
         self._pending = [e for e in self._pending if e[1][0] != sid]
 
     async def read_events(self, name: str) -> list[Event]:
@@ -734,7 +551,7 @@ class SQLiteStorage(Storage):
                 return None, []
             return row, decode_all(db.execute(SELECT_EVENTS, (row[0],)).fetchall(), where)
 
-        row, events = await self._call(partial(_snapshot, body=read))
+        row, events = await self._call(partial(snapshot, body=read))
         if row is None:
             raise StudyNotFoundError(f"no study named {name!r} in {self.path}")
         self._ids[name] = row[0]
@@ -778,10 +595,10 @@ class SQLiteStorage(Storage):
         me = _owner.this_process()
 
         def take(db: sqlite3.Connection) -> int:
-            row = _lease_row(db, sid)
+            row = lease_row(db, sid)
             now = time.time()
             if row is not None and row[0] != holder and row[1] > now:
-                alive = _owner.liveness(_owner_of(row))
+                alive = _owner.liveness(owner_of(row))
                 if alive is not _owner.Liveness.DEAD:  # a dead process on this machine runs nothing
                     message = lease_message(name, row[0], row[1], now)
                     if alive is _owner.Liveness.STOPPED:
@@ -796,14 +613,12 @@ class SQLiteStorage(Storage):
         after_file = await self._write(take)
         # Another process may have appended since this one opened.
         self._next_seq[sid] = max(after_file, self._next_seq.get(sid, 1))
-        self._held[sid] = holder
-        if self._lost.pop(sid, None) is not None:
-            self._dropped = {g: s for g, s in self._dropped.items() if s != sid}
+        self._fences.hold(sid, holder)
 
     async def renew_lease(self, name: str, holder: str, ttl: float) -> None:
         sid = self._id(name)
-        if sid in self._lost:
-            raise self._lost[sid]
+        if sid in self._fences.lost:
+            raise self._fences.lost[sid]
 
         def renew(db: sqlite3.Connection) -> tuple[bool, str | None]:
             # Compare and swap: only a lease that is still this holder's is extended; one that was
@@ -812,43 +627,21 @@ class SQLiteStorage(Storage):
                 "UPDATE leases SET expires = ? WHERE study_id = ? AND holder = ?",
                 (time.time() + ttl, sid, holder),
             ).rowcount
-            row = None if done else _lease_row(db, sid)
+            row = None if done else lease_row(db, sid)
             return bool(done), (None if row is None else row[0])
 
         renewed, other = await self._write(renew)
         if not renewed:
             self._lose(sid, other)
-            raise self._lost[sid]
-        self._held[sid] = holder
+            raise self._fences.lost[sid]
 
     async def release_lease(self, name: str, holder: str) -> None:
         sid = self._id(name)
-        if self._held.get(sid) == holder:
+        if self._fences.holds(sid, holder):
             # Never give the study up with events of it still unwritten: another runner could
             # take over, and they would interleave with its own.
             await self.flush()
         await self._write(
             lambda db: db.execute("DELETE FROM leases WHERE study_id = ? AND holder = ?", (sid, holder))
         )
-        if self._held.get(sid) == holder:
-            del self._held[sid]
-
-
-def parse_sqlite_url(url: str, *, create: bool = True) -> SQLiteStorage:
-    """``sqlite:///relative/or/absolute.db`` (three slashes; ``sqlite:////abs/path.db`` also works),
-    with optional ``?synchronous=full``."""
-    rest = url[len("sqlite://") :]
-    if not rest.startswith("/") or len(rest) < 2:
-        raise ConfigError(f"a SQLite URL looks like 'sqlite:///path/to/file.db', got {url!r}")
-    path, _, query = rest[1:].partition("?")
-    options: dict[str, str] = {}
-    for part in filter(None, query.split("&")):
-        key, _, value = part.partition("=")
-        options[key] = value
-    unknown = set(options) - {"synchronous"}
-    if unknown:
-        raise ConfigError(f"unknown option(s) {sorted(unknown)} in {url!r}; known: synchronous")
-    sync = options.get("synchronous", "normal").lower()
-    if sync not in ("normal", "full"):
-        raise ConfigError(f"synchronous must be 'normal' or 'full', got {sync!r} in {url!r}")
-    return SQLiteStorage(path, synchronous=sync, create=create)  # type: ignore[arg-type]
+        self._fences.release(sid, holder)
