@@ -4,7 +4,8 @@
 
     AioAshbError
      ├── ConfigError            (also ValueError)  bad space, scheduler, sampler or study argument
-     │    └── MissingDependencyError (also ImportError) an optional extra is not installed
+     │    ├── MissingDependencyError (also ImportError) an optional extra is not installed
+     │    └── ObjectiveMisuseError                 the objective cannot run where it was sent
      ├── ReportError            (also ValueError)  a reported value or step that cannot be recorded
      ├── StateError             (also RuntimeError) an operation the current state forbids
      ├── StorageError                               the storage cannot do what was asked
@@ -32,6 +33,7 @@ __all__ = [
     "ConfigError",
     "CorruptDatabaseError",
     "MissingDependencyError",
+    "ObjectiveMisuseError",
     "DuplicateStudyError",
     "NotADatabaseError",
     "RemoteError",
@@ -60,7 +62,7 @@ class MissingDependencyError(ConfigError, ImportError):
     """An optional part was used without its extra installed; the message says what to install."""
 
 
-class ObjectiveMisuse(ConfigError):
+class ObjectiveMisuseError(ConfigError):
     """The objective cannot be run as given (a wrong kind for its executor, not picklable...).
     Not a trial failure: every trial would fail the same way, so the run ends with it."""
 

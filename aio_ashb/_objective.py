@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from aio_ashb._core import Core, TrialState
 from aio_ashb._exceptions import (
     ConfigError,
-    ObjectiveMisuse,
+    ObjectiveMisuseError,
     RemoteError,
     ReportError,
     StorageError,
@@ -191,7 +191,7 @@ class Caller:
                 returned = await self.executor.submit(self._in_thread, trial)
         except TrialStopped:
             return None
-        except (StorageError, ObjectiveMisuse):
+        except (StorageError, ObjectiveMisuseError):
             raise
         except RemoteError as exc:
             return Failure(str(exc), exc)  # the traceback, as formatted where the code ran

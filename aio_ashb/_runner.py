@@ -35,7 +35,7 @@ from aio_ashb._core import (
     TrialState,
 )
 from aio_ashb._exceptions import (
-    ObjectiveMisuse,
+    ObjectiveMisuseError,
     StorageError,
     StudyLockedError,
     TooManyFailuresError,
@@ -251,7 +251,7 @@ class Runner:
                     with contextlib.suppress(StorageError):  # already failing: keep cancelling
                         await self.settle()
                 raise
-            except (StorageError, ObjectiveMisuse) as exc:
+            except (StorageError, ObjectiveMisuseError) as exc:
                 self.fatal(exc)
                 return
             finally:

@@ -30,7 +30,8 @@ from typing import Any, TypeVar
 
 import anyio
 
-from aio_ashb._core import ASHA, Direction, FrozenTrial, RandomSampler, SearchSpace
+from aio_ashb._core import ASHA, Direction, FrozenTrial, RandomSampler, Reported, SearchSpace, TrialCreated
+from aio_ashb._exceptions import ConfigError
 from aio_ashb._factory import create_study
 from aio_ashb._trial import Trial
 
@@ -94,7 +95,8 @@ class SimulationResult:
     """What a simulated study did: its trials, and every report with its simulated time."""
 
     trials: list[FrozenTrial]
-    reports: list[tuple[float, int, int, float]]  # (simulated seconds, trial, step, value)
+    # (simulated seconds since the run started, trial, step, value), read from the study's log
+    reports: list[tuple[float, int, int, float]]
     duration: float  # simulated seconds until run() returned
     direction: Direction
 
@@ -141,25 +143,28 @@ def simulate(
     simulated seconds (one of them is required). Deterministic for a given ``seed``.
     """
     if max_trials is None and time_budget is None:
-        raise ValueError("simulate() needs max_trials or time_budget, or it would never end")
+        raise ConfigError("simulate() needs max_trials or time_budget, or it would never end")
 
     async def main() -> SimulationResult:
         study = await create_study(
             space=space, scheduler=scheduler, sampler=RandomSampler(seed), direction=direction
         )
-        reports: list[tuple[float, int, int, float]] = []
 
         async def objective(trial: Trial) -> None:
             params = trial.params
             async for step in trial.steps():
                 value, seconds = curve(params, step)
                 await anyio.sleep(seconds)
-                reports.append((now(), trial.number, step, value))
                 await trial.report(value)
 
         start = now()
         async with study:
             await study.run(objective, max_trials=max_trials, concurrency=workers, timeout=time_budget)
+            events = await study.storage.read_events(study.name)
+        # The study's own record, on its own (simulated) time axis: the first trial was created
+        # when the run started.
+        t0 = next(e.time for e in events if isinstance(e, TrialCreated))
+        reports = [(e.time - t0, e.number, e.step, e.value) for e in events if isinstance(e, Reported)]
         return SimulationResult(study.trials, reports, now() - start, study.direction)
 
     return run_virtual(main)

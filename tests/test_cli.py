@@ -17,7 +17,7 @@ import pytest
 
 import aio_ashb as aa
 from aio_ashb.cli import main
-from tests.runner.conftest import SPACE, loss
+from tests.helpers import SPACE, loss
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -14,7 +14,7 @@ from aio_ashb import plots
 from aio_ashb._core import Direction
 from aio_ashb._progress import Progress
 from aio_ashb._report import RungStatus, StudyStatus, TrialCurve
-from tests.runner.conftest import SPACE, loss
+from tests.helpers import SPACE, loss
 from tests.virtual_time import run_virtual
 
 
@@ -90,8 +90,8 @@ async def test_collect_reads_every_report_of_a_real_study() -> None:
     assert labels == ["b0 r=1", "b0 r=3", "b0 r=9", "b1 r=3", "b1 r=9"]
     # The same resource has the same level (colour) in every bracket.
     levels = {(s.bracket, s.top_milestone): s.level for s in plots.curve_series(data)}
-    assert levels.get((0, 9), 2) == levels.get((1, 9), 2) == 2
-    assert levels.get((0, 3), 1) == levels.get((1, 3), 1) == 1
+    assert levels[(0, 9)] == levels[(1, 9)] == 2
+    assert levels[(0, 3)] == levels[(1, 3)] == 1
 
 
 def test_progress_prints_plain_lines_on_the_loops_clock(capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Self
 
 import anyio
 
-from aio_ashb._exceptions import ObjectiveMisuse, StateError
+from aio_ashb._exceptions import ObjectiveMisuseError, StateError
 from aio_ashb._objective import ObjectiveKind, describe
 
 
@@ -114,18 +114,20 @@ class Executor(ABC):
         """Run ``fn(*args)`` on this executor and return its result (see the class contract)."""
 
     def check(self, fn: Callable[..., Any], kind: ObjectiveKind) -> None:
-        """Raise :class:`ObjectiveMisuse` (a :class:`ConfigError`) if ``fn`` cannot run here."""
+        """Raise :class:`ObjectiveMisuseError` (a :class:`ConfigError`) if ``fn`` cannot run here."""
         name = type(self).__name__
         if not kind.budget_style and not self.runs_trials:
-            raise ObjectiveMisuse(
+            raise ObjectiveMisuseError(
                 f"{name} runs budget-style objectives fn(params, budget, checkpoint); "
                 f"{describe(fn)} takes a trial, which only works in this process "
                 "(LoopExecutor for async def, ThreadExecutor for def)"
             )
         if kind.is_async and not self.runs_async:
-            raise ObjectiveMisuse(f"{name} runs plain functions; {describe(fn)} is async (use LoopExecutor)")
+            raise ObjectiveMisuseError(
+                f"{name} runs plain functions; {describe(fn)} is async (use LoopExecutor)"
+            )
         if not kind.is_async and not self.runs_sync:
-            raise ObjectiveMisuse(
+            raise ObjectiveMisuseError(
                 f"{name} runs coroutine functions; {describe(fn)} is a plain function and would "
                 "block the event loop (use ThreadExecutor or ProcessExecutor)"
             )

@@ -6,7 +6,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from aio_ashb._exceptions import ObjectiveMisuse
+from aio_ashb._exceptions import ObjectiveMisuseError
 from aio_ashb._executors._base import Executor
 from aio_ashb._objective import describe
 from aio_ashb._threads import run_in_thread
@@ -49,7 +49,7 @@ class ThreadExecutor(Executor):
         if inspect.isawaitable(result):
             if inspect.iscoroutine(result):
                 result.close()
-            raise ObjectiveMisuse(
+            raise ObjectiveMisuseError(
                 f"the objective returned {result!r} instead of running: it looks like a plain "
                 "function (a lambda?) wrapping an async one. Pass the async function itself, or "
                 "a functools.partial of it"

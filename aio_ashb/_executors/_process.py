@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.to_thread
 
-from aio_ashb._exceptions import ConfigError, ObjectiveMisuse, RemoteError, WorkerLostError
+from aio_ashb._exceptions import ConfigError, ObjectiveMisuseError, RemoteError, WorkerLostError
 from aio_ashb._executors._base import Executor
 from aio_ashb._objective import describe
 
@@ -203,7 +203,7 @@ class ProcessExecutor(Executor):
         if ok is True:
             return payload
         if ok is None:
-            raise ObjectiveMisuse(
+            raise ObjectiveMisuseError(
                 f"worker processes cannot load {describe(fn)}: {payload.strip().splitlines()[-1]}. "
                 "Define it in a module they can import (a file), not in a notebook, "
                 "`python -c` or a script read from stdin"
@@ -237,7 +237,7 @@ class ProcessExecutor(Executor):
                 f"worker process {proc.pid} {_exit_description(proc.exitcode)} before running {describe(fn)}"
             ) from exc
         except Exception as exc:
-            raise ObjectiveMisuse(
+            raise ObjectiveMisuseError(
                 f"ProcessExecutor cannot send {describe(fn)} to a worker process: {exc!r}. "
                 "Define the function at module level (not a lambda or a local function)"
             ) from exc
@@ -271,7 +271,7 @@ class ProcessExecutor(Executor):
             with anyio.CancelScope(shield=True):
                 await self._stop(worker)
             if isinstance(exc, (EOFError, OSError)):
-                raise ObjectiveMisuse(
+                raise ObjectiveMisuseError(
                     f"a worker process could not start: it {_exit_description(process.exitcode)} "
                     f"(its error is on stderr). With the {self._start_method!r} start method each "
                     "worker imports the main module again: run your script from a file, with "

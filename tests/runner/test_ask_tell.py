@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 import aio_ashb as aa
-from tests.runner.conftest import SPACE, loss
+from tests.helpers import SPACE, loss
 
 
 @pytest.mark.asyncio

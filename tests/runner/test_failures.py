@@ -10,13 +10,8 @@ import anyio
 import pytest
 
 import aio_ashb as aa
-from tests.runner.conftest import SPACE, loss
+from tests.helpers import loss, new_study
 from tests.virtual_time import run_virtual
-
-
-async def _study(**kw: Any) -> aa.Study:
-    args: dict[str, Any] = {"space": SPACE, "scheduler": aa.ASHA(1, 27, 3), "sampler": aa.RandomSampler(0)}
-    return await aa.create_study(**{**args, **kw})
 
 
 def test_an_objective_that_returns_its_value_fails_fast_with_how_to_report() -> None:
@@ -25,7 +20,7 @@ def test_an_objective_that_returns_its_value_fails_fast_with_how_to_report() -> 
         return loss(trial.params, 27)
 
     async def main() -> aa.Study:
-        study = await _study()
+        study = await new_study()
         with pytest.raises(aa.ReportError, match=r"returned 0\.\d+ without reporting a value: report each"):
             await study.run(objective, max_trials=200, concurrency=2)  # type: ignore[arg-type]
         return study
@@ -42,7 +37,7 @@ async def test_a_def_objective_that_never_reports_fails_too() -> None:
     def objective(trial: aa.ThreadTrial) -> None:
         pass
 
-    study = await _study()
+    study = await new_study()
     with pytest.raises(aa.ReportError, match=r"trial \d+'s objective returned without reporting a value"):
         await study.run(objective, max_trials=50, concurrency=1)
     assert study.counts[aa.TrialState.FAILED] == 5 == len(study.trials)
@@ -55,7 +50,7 @@ def test_the_same_bug_in_every_first_trial_stops_the_run_with_that_error() -> No
             await trial.report(los(trial.params, step))  # type: ignore[name-defined]  # noqa: F821
 
     async def main() -> aa.Study:
-        study = await _study()
+        study = await new_study()
         with pytest.raises(NameError, match="'los' is not defined"):
             await study.run(objective, max_trials=200, concurrency=4)
         return study
@@ -80,9 +75,9 @@ def test_failures_after_a_success_or_in_different_places_do_not_stop_the_run() -
             await trial.report(loss(trial.params, step))
 
     async def main() -> tuple[aa.Study, aa.Study]:
-        mixed = await _study()
+        mixed = await new_study()
         await mixed.run(objective, max_trials=30, concurrency=1)
-        later = await _study()
+        later = await new_study()
         await later.run(after_success, max_trials=30, concurrency=1)
         return mixed, later
 
@@ -101,7 +96,7 @@ def test_an_objective_that_reports_then_returns_early_completes() -> None:
         return 0.0
 
     async def main() -> aa.Study:
-        study = await _study(scheduler=aa.ASHA(1, 27, 3, mode="stopping"))
+        study = await new_study(scheduler=aa.ASHA(1, 27, 3, mode="stopping"))
         await study.run(objective, max_trials=10, concurrency=2)  # type: ignore[arg-type]
         return study
 
@@ -123,7 +118,7 @@ async def test_after_a_fatal_error_no_trial_is_left_running() -> None:
     async def objective_async(trial: Any) -> None:
         pass
 
-    study = await _study()
+    study = await new_study()
     with pytest.raises(aa.ConfigError, match="instead of running"):
         await study.run(objective, max_trials=100, concurrency=4)
     assert study.counts[aa.TrialState.RUNNING] == 0

@@ -12,18 +12,8 @@ import pytest
 
 import aio_ashb as aa
 from aio_ashb._core import Checkpointed, Reported, TrialCreated, TrialPromoted
-from tests.runner.conftest import SPACE, loss
+from tests.helpers import SPACE, loss, new_study
 from tests.virtual_time import run_virtual, vnow
-
-
-async def _study(**kw: Any) -> aa.Study:
-    args: dict[str, Any] = {
-        "space": SPACE,
-        "scheduler": aa.ASHA(1, 27, 3),
-        "sampler": aa.RandomSampler(0),
-        **kw,
-    }
-    return await aa.create_study(**args)
 
 
 def test_slots_are_always_full_while_work_exists() -> None:
@@ -40,7 +30,7 @@ def test_slots_are_always_full_while_work_exists() -> None:
             await trial.report(loss(trial.params, step))
 
     async def main() -> aa.Study:
-        study = await _study()
+        study = await new_study()
         await study.run(objective, max_trials=60, concurrency=workers)
         return study
 
@@ -71,7 +61,7 @@ def test_promotions_resume_the_same_coroutine() -> None:
             await trial.report(loss(trial.params, step))
 
     async def main() -> aa.Study:
-        study = await _study()
+        study = await new_study()
         await study.run(objective, max_trials=40, concurrency=3)
         return study
 
@@ -95,7 +85,7 @@ def test_cancelling_run_interrupts_running_trials_and_leaves_no_task() -> None:
             await trial.report(loss(trial.params, step), checkpoint={"after": step})
 
     async def main() -> None:
-        study = await _study()
+        study = await new_study()
         with anyio.move_on_after(10.5):
             await study.run(objective, max_trials=50, concurrency=4)
         assert asyncio.all_tasks() == {asyncio.current_task()}
@@ -130,7 +120,7 @@ def test_a_failing_objective_does_not_stop_the_study() -> None:
             await trial.report(loss(trial.params, step))
 
     async def main() -> aa.Study:
-        study = await _study(scheduler=aa.ASHA(1, 27, 3, mode="stopping"))
+        study = await new_study(scheduler=aa.ASHA(1, 27, 3, mode="stopping"))
         await study.run(objective, max_trials=30, concurrency=4)
         return study
 
@@ -151,7 +141,7 @@ def test_max_failures_stops_the_run_and_raises() -> None:
         raise RuntimeError("always")
 
     async def main() -> aa.Study:
-        study = await _study()
+        study = await new_study()
         with pytest.raises(aa.TooManyFailuresError, match=r"max_failures=3 reached"):
             await study.run(objective, max_trials=100, concurrency=2, max_failures=3)
         return study
@@ -175,7 +165,7 @@ def test_trial_timeout_fails_only_running_time_counts() -> None:
         lifetimes[trial.number] = vnow() - start
 
     async def main() -> aa.Study:
-        study = await _study(scheduler=aa.ASHA(1, 9, 3))
+        study = await new_study(scheduler=aa.ASHA(1, 9, 3))
         await study.run(objective, max_trials=40, concurrency=2, trial_timeout=12)
         return study
 
@@ -201,7 +191,7 @@ def test_max_paused_releases_and_reinvokes_from_the_checkpoint(use_checkpoint: b
             await trial.report(loss(trial.params, step), checkpoint=ckpt)
 
     async def main() -> aa.Study:
-        study = await _study()
+        study = await new_study()
         await study.run(objective, max_trials=30, concurrency=2, max_paused=1)
         events = await study.storage.read_events(study.name)
         reported = Counter((e.number, e.step) for e in events if isinstance(e, Reported))
@@ -241,7 +231,7 @@ def test_stop_from_a_callback_drains_and_stops_paused_trials() -> None:
             await trial.report(loss(trial.params, step))
 
     async def main() -> aa.Study:
-        study = await _study(scheduler=aa.ASHA(1, 27, 3, mode="stopping"))
+        study = await new_study(scheduler=aa.ASHA(1, 27, 3, mode="stopping"))
         await study.run(objective, max_trials=1000, concurrency=4, callbacks=[on_finish])
         return study
 
@@ -258,7 +248,7 @@ def test_timeout_stops_gracefully_and_paused_trials_end_stopped() -> None:
             await trial.report(loss(trial.params, step))
 
     async def main() -> tuple[aa.Study, float]:
-        study = await _study()
+        study = await new_study()
         t0 = vnow()
         await study.run(objective, timeout=30, concurrency=4)
         return study, vnow() - t0
@@ -277,7 +267,7 @@ def test_same_seed_same_decisions_on_virtual_time() -> None:
             await trial.report(loss(trial.params, step))
 
     async def main() -> list[Any]:
-        study = await _study(scheduler=aa.ASHA(1, 27, 3, brackets=2))
+        study = await new_study(scheduler=aa.ASHA(1, 27, 3, brackets=2))
         await study.run(objective, max_trials=80, concurrency=5)
         events = await study.storage.read_events(study.name)
         return [(type(e).__name__, getattr(e, "number", None), getattr(e, "value", None)) for e in events]

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 import aio_ashb as aa
-from tests.runner.conftest import SPACE, loss
+from tests.helpers import SPACE, loss
 
 
 async def _noop(trial: aa.Trial) -> None:
@@ -53,8 +53,7 @@ async def test_create_study_rejects_bad_arguments(kwargs: dict[str, Any], match:
     ],
 )
 @pytest.mark.asyncio
-async def test_run_rejects_bad_arguments(kwargs: dict[str, Any], match: str) -> None:
-    study = await aa.create_study(space=SPACE)
+async def test_run_rejects_bad_arguments(study: aa.Study, kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(aa.ConfigError, match=match):
         await study.run(_noop, **kwargs)
     with pytest.raises(aa.ConfigError, match="objective must be callable"):
@@ -81,8 +80,7 @@ async def test_bad_reports_fail_the_trial_with_a_clear_error() -> None:
 
 
 @pytest.mark.asyncio
-async def test_enqueued_configurations_run_first() -> None:
-    study = await aa.create_study(space=SPACE)
+async def test_enqueued_configurations_run_first(study: aa.Study) -> None:
     fixed = {"lr": 0.01, "x": 0.3, "c": "a"}
     await study.enqueue(fixed)
     with pytest.raises(aa.ConfigError, match="'c'='z' is not one of"):
@@ -129,11 +127,10 @@ async def test_lifecycle_closed_study_and_concurrent_run() -> None:
 
 
 @pytest.mark.asyncio
-async def test_a_broken_callback_ends_the_run_with_its_error() -> None:
+async def test_a_broken_callback_ends_the_run_with_its_error(study: aa.Study) -> None:
     def broken(study: aa.Study, trial: aa.FrozenTrial) -> None:
         raise KeyError("callback bug")
 
-    study = await aa.create_study(space=SPACE)
     with pytest.raises(KeyError, match="callback bug"):
         await study.run(_noop, max_trials=10, concurrency=2, callbacks=[broken])
     assert all(t.state.is_finished for t in study.trials)
@@ -179,6 +176,7 @@ def test_public_names_are_curated() -> None:
         "MemoryStorage",
         "MissingDependencyError",
         "NotADatabaseError",
+        "ObjectiveMisuseError",
         "ProcessExecutor",
         "RandomSampler",
         "RemoteError",

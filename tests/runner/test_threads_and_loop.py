@@ -14,7 +14,7 @@ import anyio.to_thread
 import pytest
 
 import aio_ashb as aa
-from tests.runner.conftest import SPACE, loss
+from tests.helpers import SPACE, loss
 
 
 @pytest.mark.asyncio

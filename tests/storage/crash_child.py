@@ -23,7 +23,7 @@ from typing import TextIO
 import anyio
 
 import aio_ashb as aa
-from tests.runner.conftest import SPACE, loss
+from tests.helpers import SPACE, loss
 
 
 async def main(args: argparse.Namespace, ack: TextIO) -> None:

@@ -21,7 +21,7 @@ import pytest
 
 import aio_ashb as aa
 from aio_ashb.storage._sqlite import SQLiteStorage
-from tests.runner.conftest import SPACE, loss
+from tests.helpers import SPACE, loss
 
 
 async def _reporting(trial: aa.Trial) -> None:

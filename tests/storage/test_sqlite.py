@@ -13,7 +13,7 @@ import pytest
 import aio_ashb as aa
 from aio_ashb._core import Checkpointed, Reported
 from aio_ashb.storage._schema import APPLICATION_ID, SCHEMA_VERSION
-from tests.runner.conftest import SPACE, loss
+from tests.helpers import SPACE, loss
 
 CONFIG = {"format": 1}
 
