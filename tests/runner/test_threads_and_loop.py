@@ -84,15 +84,17 @@ async def test_cancelling_a_run_with_thread_trials_interrupts_them() -> None:
 
 @pytest.mark.asyncio
 async def test_the_event_loop_is_never_blocked_for_long() -> None:
+    # Measured in the loop thread's CPU time, not wall time: what the runner's code held the
+    # loop for, whatever else the machine is doing (a loaded CI machine stretches wall time).
     worst = 0.0
     done = False
 
     async def heartbeat() -> None:
         nonlocal worst
         while not done:
-            t0 = time.perf_counter()
+            t0 = time.thread_time()
             await anyio.sleep(0.001)
-            worst = max(worst, time.perf_counter() - t0 - 0.001)
+            worst = max(worst, time.thread_time() - t0)
 
     async def objective(trial: aa.Trial) -> None:  # no-op: every report is pure scheduler cost
         async for step in trial.steps():
@@ -101,33 +103,40 @@ async def test_the_event_loop_is_never_blocked_for_long() -> None:
     study = await aa.create_study(space=SPACE, scheduler=aa.ASHA(1, 81, 3))
     async with anyio.create_task_group() as tg:
         tg.start_soon(heartbeat)
-        t0 = time.perf_counter()
+        t0 = time.thread_time()
         await study.run(objective, max_trials=3000, concurrency=64)
-        elapsed = time.perf_counter() - t0
+        cpu = time.thread_time() - t0
         done = True
     assert len(study.trials) == 3000
-    # Generous bound: the loop got control back at least every 0.25 s during a ~1 s run.
-    assert worst < 0.25, f"the loop was blocked for {worst:.3f} s (run took {elapsed:.2f} s)"
+    # The loop got control back after at most 0.25 s of work (a full garbage collection of the
+    # test process included), in a run of about a second's.
+    assert worst < 0.25, f"the loop was held for {worst:.3f} s of CPU (the run used {cpu:.2f} s)"
 
 
 @pytest.mark.asyncio
-async def test_trial_timeout_ends_a_thread_trial_at_its_next_report() -> None:
-    reports_after_deadline: list[int] = []
+async def test_trial_timeout_abandons_a_thread_trial_and_refuses_its_next_report() -> None:
+    refused: list[int] = []
+    stopped = threading.Event()
 
     def objective(trial: aa.ThreadTrial) -> None:
-        t0 = time.monotonic()
         for step in trial.steps():
             time.sleep(0.02)
-            if time.monotonic() - t0 > 0.3:
-                reports_after_deadline.append(step)
-            trial.report(loss(trial.params, step))
+            try:
+                trial.report(loss(trial.params, step))
+            except aa.TrialStopped:
+                refused.append(step)
+                stopped.set()
+                raise
 
     study = await aa.create_study(space=SPACE, scheduler=aa.ASHA(1, 10_000, 3, mode="stopping"))
     await study.run(objective, max_trials=1, trial_timeout=0.2)
     t = study.trials[0]
     assert t.state is aa.TrialState.FAILED
     assert t.error is not None and "trial_timeout=0.2" in t.error
-    assert len(reports_after_deadline) <= 1  # stopped at the first report past the deadline
+    # The thread runs on until its next report, which is refused.
+    assert await anyio.to_thread.run_sync(stopped.wait, 10)
+    curve = await study.learning_curve(0)
+    assert sorted(curve) == list(range(1, len(curve) + 1)) and refused[0] > len(curve)
 
 
 @pytest.mark.asyncio
