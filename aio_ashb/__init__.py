@@ -1,15 +1,17 @@
 """aio_ashb: Asynchronous Successive Halving and asynchronous Hyperband for asyncio.
 
-General layout (imports flow downward only):
+General layout (imports flow downward only; tests/test_layers.py checks):
 
 * ``_core/`` - sans-IO: search space, samplers, rung geometry, the ASHA state machine;
 * ``storage/`` - the ``Storage`` contract and its backends (append-only event logs);
-* ``_trial.py`` - the handle an objective receives;
-* ``_executors.py`` - where trial code runs: the loop, threads, processes (``_dask.py``: Dask);
-* ``_study.py`` - the runner, the one place where core, storage and executors meet;
+  ``events.py`` (public) - the events of the log, for backends;
+* ``_trial.py`` - the handle an objective receives, and the protocol it talks to its runner by;
+* ``_journal.py`` - a study's core and log, changed together: the one commit path;
+* ``_objective.py`` - what kind an objective is, and the caller that calls it;
+* ``_executors/`` - where trial code runs: the loop, threads, processes, Dask;
+* ``_runner.py`` - one ``run()``; ``_study.py`` - the Study facade; ``_factory.py`` - making studies;
 * ``_report.py`` / ``_progress.py`` - status snapshots and the live progress display;
-* ``plots.py`` (public) - plot data and drawing; ``demo.py`` (public) - the demo's objective;
-* ``cli.py`` - the ``aio-ashb`` command.
+* ``plots.py``, ``simulation.py``, ``demo.py`` (public) and ``cli.py`` - what users look at.
 
 Everything public is re-exported here; the underscored modules are private.
 """

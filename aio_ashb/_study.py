@@ -179,14 +179,25 @@ class Study:
         return self._core.best()
 
     @property
-    def counts(self) -> dict[TrialState, int]:
-        """Number of trials in each state."""
+    def states(self) -> dict[TrialState, int]:
+        """Number of trials in each state (``status().states`` is the same)."""
         return dict(self._core.counts)
 
     @property
-    def rungs(self) -> list[list[tuple[int, int]]]:
-        """Per bracket, per rung: ``(milestone, results recorded)``."""
+    def counts(self) -> dict[TrialState, int]:
+        """The same as :attr:`states` (the first name, kept)."""
+        return self.states
+
+    @property
+    def rung_sizes(self) -> list[list[tuple[int, int]]]:
+        """Per bracket, per rung: ``(milestone, results recorded)``. ``status().rungs`` has
+        more for each rung (how many trials wait there)."""
         return self._core.rung_sizes()
+
+    @property
+    def rungs(self) -> list[list[tuple[int, int]]]:
+        """The same as :attr:`rung_sizes` (the first name, kept)."""
+        return self.rung_sizes
 
     @property
     def is_running(self) -> bool:

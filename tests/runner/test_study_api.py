@@ -99,7 +99,8 @@ async def test_load_study_replays_and_checks_the_configuration() -> None:
     again = await aa.load_study(name="s", storage=storage)
     assert again.trials == study.trials
     assert again.best_trial == study.best_trial
-    assert again.rungs == study.rungs
+    assert again.rung_sizes == study.rung_sizes == study.rungs  # `rungs`: the first name, kept
+    assert again.states == study.states == study.counts == study.status().states
     with pytest.raises(aa.DuplicateStudyError, match="'s' already exists"):
         await aa.create_study(space=SPACE, storage=storage, name="s")
     with pytest.raises(
