@@ -47,5 +47,5 @@ def test_a_time_budget_ends_the_run_gracefully() -> None:
     result = simulate(curve, space=SPACE, scheduler=aa.ASHA(1, 27, 3), workers=4, time_budget=50.0)
     assert 50.0 <= result.duration < 50.0 + 27 * 2  # running trials finish their segment
     assert all(t.state.is_finished for t in result.trials)
-    with pytest.raises(ValueError, match="needs max_trials or time_budget"):
+    with pytest.raises(aa.ConfigError, match="needs max_trials or time_budget"):
         simulate(curve, space=SPACE, scheduler=aa.ASHA(1, 27, 3), workers=4)

@@ -3,9 +3,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import anyio
 import pytest
 
 import aio_ashb as aa
+from aio_ashb._core import TrialCreated
 from tests.helpers import SPACE, loss
 
 
@@ -229,3 +231,56 @@ def test_public_names_are_curated() -> None:
         aa.StudyNotFoundError,
     ):
         assert issubclass(exc, aa.StorageError)
+
+
+class _SlowCommits(aa.MemoryStorage):
+    """Appends become durable only when flushed, each flush taking 0.05 s."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.committed = 0
+
+    @property
+    def durable_seq(self) -> int:
+        return self.committed
+
+    async def flush(self, seq: int | None = None) -> None:
+        target = self._seq if seq is None else seq
+        await anyio.sleep(0.05)
+        self.committed = max(self.committed, target)
+
+
+@pytest.mark.asyncio
+async def test_enqueue_during_a_durable_run_returns_once_committed() -> None:
+    storage = _SlowCommits()
+    study = await aa.create_study(space=SPACE, storage=storage, scheduler=aa.ASHA(1, 3, 3))
+    settled: list[bool] = []
+
+    async def objective(trial: aa.Trial) -> None:
+        if trial.number == 0:
+            await study.enqueue({"lr": 0.01, "x": 0.5, "c": "b"})
+            settled.append(storage.durable_seq >= storage._seq)
+        async for step in trial.steps():
+            await trial.report(loss(trial.params, step))
+
+    await study.run(objective, max_trials=4)
+    assert settled == [True]
+    assert study.trials[1].params == {"lr": 0.01, "x": 0.5, "c": "b"}
+
+
+@pytest.mark.asyncio
+async def test_a_trials_params_are_its_own(study: aa.Study) -> None:
+    async def objective(trial: aa.Trial) -> None:
+        trial.params["x"] = 123.0  # changes the trial's copy, nothing recorded
+        async for step in trial.steps():
+            await trial.report(loss(trial.params, step))
+
+    await study.run(objective, max_trials=3)
+    events = await study.storage.read_events(study.name)
+    created = [e for e in events if isinstance(e, TrialCreated)]
+    assert all(0.0 <= t.params["x"] <= 1.0 for t in study.trials)
+    assert all(0.0 <= e.params["x"] <= 1.0 for e in created)
+
+
+def test_the_sqlite_storage_documents_itself() -> None:
+    assert aa.SQLiteStorage.__doc__ is not None and "Studies in one SQLite file" in aa.SQLiteStorage.__doc__
