@@ -1,4 +1,5 @@
-"""Executors: where trial code runs. The runner hands every call of the objective to one.
+"""Executors: where trial code runs. The runner hands every call of the objective to one
+(a coroutine objective on the :class:`LoopExecutor` is awaited directly: ``awaits_in_place``).
 
 The interface is one method, :meth:`Executor.submit` ("run ``fn(*args)`` there and give me its
 result"), plus a lifecycle. What differs between executors is what they can run:
