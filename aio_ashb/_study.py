@@ -292,12 +292,9 @@ class Study:
         kind = classify(objective)
         executor = _executor_for(kind, executor)
         executor.check(objective, kind)
-        cbs = [partial(cb, self) for cb in _callables(callbacks)]
-        if concurrency is None:
-            concurrency = executor.workers or 1
         options = RunOptions(
             max_trials=max_trials,
-            concurrency=concurrency,
+            concurrency=executor.workers or 1 if concurrency is None else concurrency,
             timeout=timeout,
             max_paused=max_paused,
             trial_timeout=trial_timeout,
@@ -305,11 +302,11 @@ class Study:
             retries=retries,
             durable=self._durability == "durable",
         )
+        cbs = [partial(cb, self) for cb in _callables(callbacks)]
         async with self._leased(), executor.session():
-            caller = Caller(objective, kind, executor, self._core, retries=retries, retried=self._retried)
             self._runner = Runner(
                 self._journal,
-                caller,
+                Caller(objective, kind, executor, self._core, retries=retries, retried=self._retried),
                 options,
                 clock=loop_clock(),
                 callbacks=cbs,
