@@ -23,6 +23,8 @@ def loop_clock() -> Callable[[], float]:
     (the wall time when the clock was made, plus the virtual seconds since), so a simulated
     study is recorded on its own time axis."""
     loop = asyncio.get_running_loop()
+    if type(loop).time is asyncio.BaseEventLoop.time:
+        return time.time  # a real loop's clock is the machine's: read the wall clock directly
     origin = time.time() - loop.time()
     return lambda: origin + loop.time()
 

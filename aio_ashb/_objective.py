@@ -198,7 +198,7 @@ class Caller:
         except Exception as exc:
             return Failure(traceback.format_exc(), exc)
         n = trial.number
-        if self.core.state_of(n) is TrialState.RUNNING and not self.core.step_of(n):
+        if trial._inv.step == 0 and self.core.state_of(n) is TrialState.RUNNING and not self.core.step_of(n):
             # It returned without a single report (Optuna's `return loss` habit).
             missing = ReportError(
                 f"trial {n}'s objective returned "

@@ -89,6 +89,7 @@ class Runner:
         self.display = display
         self.loop = asyncio.get_running_loop()  # TrialHost: where thread trials hop to
         self.prepares_checkpoints = journal.storage.pickles_checkpoints
+        self.durable = options.durable  # read on every report
         self.thread_trials = not caller.kind.is_async and not caller.kind.budget_style
         self.tg: TaskGroup  # the trials' task group, set when run() opens it
         self.state = RunState.RUNNING
@@ -125,7 +126,7 @@ class Runner:
 
     def logged(self) -> None:
         """Buffered durability: wake the flusher (it commits whatever is queued)."""
-        if not self.options.durable and not self.dirty.is_set():
+        if not self.durable and not self.dirty.is_set():
             self.dirty.set()
 
     def fatal(self, exc: BaseException) -> None:
@@ -135,7 +136,7 @@ class Runner:
         self.tg.cancel_scope.cancel()
 
     def unsettled(self) -> bool:
-        return self.options.durable and self.journal.last_seq > self.storage.durable_seq
+        return self.durable and self.journal.last_seq > self.storage.durable_seq
 
     async def settle(self) -> None:
         """Durable mode: return once every event appended so far is committed (the report
@@ -170,7 +171,8 @@ class Runner:
                 return None
             if job is None:
                 break
-            self.logged()
+            if not self.durable:
+                self.logged()
             self.running += 1
             work: _Work
             if isinstance(job, TrialCreated):
@@ -284,7 +286,8 @@ class Runner:
         # A storage failure here raises in the trial's report(), and its call ends the run.
         decision = self.journal.commit(Reported(inv.number, step, value, self.clock()))
         assert decision is not None
-        self.logged()
+        if not self.durable:
+            self.logged()
         self.reports += 1
         if decision is Decision.CONTINUE:
             return decision

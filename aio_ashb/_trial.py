@@ -32,6 +32,9 @@ class Phase(Enum):
     OVER = "over"  # the call returned, was abandoned, or the run is cancelled: no more reports
 
 
+_RUNNING = Phase.RUNNING  # a global: the hot paths compare with it on every report and step
+
+
 class Invocation:
     """The runner's side of one call of the objective for one trial."""
 
@@ -171,7 +174,7 @@ class Trial:
         does not increase, and :class:`TrialStopped` if the trial has already ended.
         """
         inv, host = self._inv, self._host
-        if inv.phase is not Phase.RUNNING and not await host.proceed(inv):
+        if inv.phase is not _RUNNING and not await host.proceed(inv):
             raise _refusal(self.number, inv.phase)
         decision, payload_needed = self._record(value, step, checkpoint)
         if payload_needed:
@@ -224,7 +227,7 @@ class _Steps:
     async def __anext__(self) -> int:
         t = self._trial
         inv = t._inv
-        if inv.phase is not Phase.RUNNING and not await t._host.proceed(inv):
+        if inv.phase is not _RUNNING and not await t._host.proceed(inv):
             raise StopAsyncIteration
         self._last = max(self._last, t._step) + 1
         return self._last
