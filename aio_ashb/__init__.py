@@ -28,6 +28,7 @@ from aio_ashb._core import (
     RandomSampler,
     Sampler,
     SearchSpace,
+    TPESampler,
     TrialState,
 )
 from aio_ashb._exceptions import (
@@ -97,6 +98,7 @@ __all__ = [
     "StudyLockedError",
     "StudyNotFoundError",
     "StudyStatus",
+    "TPESampler",
     "ThreadExecutor",
     "ThreadTrial",
     "TooManyFailuresError",

@@ -22,6 +22,7 @@ simulated training takes as long as the scheduler's own work.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import math
 import selectors
 from collections.abc import Awaitable, Callable, Mapping
@@ -30,7 +31,16 @@ from typing import Any, TypeVar
 
 import anyio
 
-from aio_ashb._core import ASHA, Direction, FrozenTrial, RandomSampler, Reported, SearchSpace, TrialCreated
+from aio_ashb._core import (
+    ASHA,
+    Direction,
+    FrozenTrial,
+    RandomSampler,
+    Reported,
+    Sampler,
+    SearchSpace,
+    TrialCreated,
+)
 from aio_ashb._exceptions import ConfigError
 from aio_ashb._factory import create_study
 from aio_ashb._trial import Trial
@@ -39,7 +49,8 @@ __all__ = ["SimulationResult", "VirtualTimeLoop", "now", "run_virtual", "simulat
 
 T = TypeVar("T")
 
-Curve = Callable[[dict[str, Any], int], tuple[float, float]]
+# curve(params, step) or curve(params, step, trial_number) -> (value, seconds)
+Curve = Callable[..., tuple[float, float]]
 
 
 class _FastForwardSelector(selectors.DefaultSelector):
@@ -124,6 +135,16 @@ class SimulationResult:
         return value
 
 
+def _takes_three(curve: Curve) -> bool:
+    try:
+        inspect.signature(curve).bind(None, None, None)
+    except TypeError:
+        return False
+    except ValueError:  # no signature (some builtins): called the documented way
+        return False
+    return True
+
+
 def simulate(
     curve: Curve,
     *,
@@ -134,26 +155,34 @@ def simulate(
     time_budget: float | None = None,
     seed: int = 0,
     direction: str | Direction = "minimize",
+    sampler: Sampler | None = None,
 ) -> SimulationResult:
     """Run a study of ``curve`` on a virtual clock with ``workers`` trials at once.
 
     ``curve(params, step)`` returns ``(value, seconds)``: the value reported after ``step``
     units of resource, and how long that unit took to train. A trial sleeps (virtually) that
-    long, then reports. The study ends at ``max_trials`` or, gracefully, after ``time_budget``
-    simulated seconds (one of them is required). Deterministic for a given ``seed``.
+    long, then reports. A curve that takes a third argument also gets the trial's number (to
+    key observation noise by trial, or to record what each trial was shown). ``sampler``
+    defaults to ``RandomSampler(seed)``. The study ends at ``max_trials`` or, gracefully, after
+    ``time_budget`` simulated seconds (one of them is required). Deterministic for a given
+    ``seed``.
     """
     if max_trials is None and time_budget is None:
         raise ConfigError("simulate() needs max_trials or time_budget, or it would never end")
+    with_number = _takes_three(curve)
 
     async def main() -> SimulationResult:
         study = await create_study(
-            space=space, scheduler=scheduler, sampler=RandomSampler(seed), direction=direction
+            space=space,
+            scheduler=scheduler,
+            sampler=RandomSampler(seed) if sampler is None else sampler,
+            direction=direction,
         )
 
         async def objective(trial: Trial) -> None:
-            params = trial.params
+            params, number = trial.params, trial.number
             async for step in trial.steps():
-                value, seconds = curve(params, step)
+                value, seconds = curve(params, step, number) if with_number else curve(params, step)
                 await anyio.sleep(seconds)
                 await trial.report(value)
 

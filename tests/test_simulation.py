@@ -49,3 +49,24 @@ def test_a_time_budget_ends_the_run_gracefully() -> None:
     assert all(t.state.is_finished for t in result.trials)
     with pytest.raises(aa.ConfigError, match="needs max_trials or time_budget"):
         simulate(curve, space=SPACE, scheduler=aa.ASHA(1, 27, 3), workers=4)
+
+
+def test_a_curve_may_take_the_trial_number_and_the_sampler_is_chosen() -> None:
+    seen: dict[int, set[int]] = {}
+
+    def noisy(params: dict[str, Any], step: int, number: int) -> tuple[float, float]:
+        seen.setdefault(number, set()).add(step)
+        value, seconds = curve(params, step)
+        return value + 0.01 * math.sin(number * 7 + step), seconds  # noise keyed by trial
+
+    kw: dict[str, Any] = {"space": SPACE, "scheduler": aa.ASHA(1, 9, 3), "workers": 4, "max_trials": 40}
+    result = simulate(noisy, sampler=aa.TPESampler(3), **kw)
+    assert sorted(seen) == [t.number for t in result.trials]
+    assert all(max(seen[n]) == t.step for n, t in ((t.number, t) for t in result.trials))
+    for _, n, step, value in result.reports:
+        params = result.trials[n].params
+        assert value == pytest.approx(curve(params, step)[0] + 0.01 * math.sin(n * 7 + step))
+    again = simulate(noisy, sampler=aa.TPESampler(3), **kw)
+    assert again.reports == result.reports
+    random = simulate(noisy, **kw)  # RandomSampler(seed) by default: other configurations
+    assert [t.params for t in random.trials] != [t.params for t in result.trials]

@@ -36,6 +36,7 @@ from aio_ashb._core._machine import Core, FrozenTrial, check_step, check_value
 from aio_ashb._core._sampler import RandomSampler, Sampler, sampler_from_dict
 from aio_ashb._core._scheduler import ASHA
 from aio_ashb._core._space import Categorical, Constant, Float, Int, Params, SearchSpace
+from aio_ashb._core._tpe import TPESampler
 
 __all__ = [
     "ASHA",
@@ -56,6 +57,7 @@ __all__ = [
     "Reported",
     "Sampler",
     "SearchSpace",
+    "TPESampler",
     "TrialCreated",
     "TrialEnded",
     "TrialInterrupted",

@@ -40,8 +40,9 @@ from aio_ashb._core._events import (
     TrialResumed,
     TrialState,
 )
+from aio_ashb._core._history import History
 from aio_ashb._core._rung import Key, Rung
-from aio_ashb._core._sampler import RandomSampler, Sampler
+from aio_ashb._core._sampler import LearningSampler, RandomSampler, Sampler
 from aio_ashb._core._scheduler import ASHA
 from aio_ashb._core._space import SearchSpace
 from aio_ashb._exceptions import ReportError, StateError
@@ -111,6 +112,9 @@ class Core:
         self.sampler = sampler
         self.direction = direction
         self.rng = np.random.default_rng(sampler.seed)
+        # A learning sampler sees the study through a History the handlers keep up to date;
+        # for random search there is none, and the hot paths skip it with one test.
+        self.history = History(space) if isinstance(sampler, LearningSampler) else None
         self._sign = 1.0 if direction is Direction.MINIMIZE else -1.0
         self._eta = scheduler.reduction_factor
         self._promotion = scheduler.mode == "promotion"
@@ -197,7 +201,10 @@ class Core:
         if self._queue:
             params = self._queue[0]
         else:
-            params = self.sampler.sample(self.space, self.rng)
+            if self.history is not None:
+                params = self.sampler.propose(self.space, self.rng, self.history)  # type: ignore[attr-defined]
+            else:
+                params = self.sampler.sample(self.space, self.rng)
             if type(self.sampler) is not RandomSampler:  # its params are valid by construction
                 params = self.space.validate(params)
         state: Any = self.rng.bit_generator.state  # a fresh dict on every access
@@ -231,6 +238,8 @@ class Core:
         self._waiting.append(None)
         self._rung_values.append(())
         self._counts["running"] += 1
+        if self.history is not None:
+            self.history.created(n, ev.params, self._milestones[ev.bracket][0])
 
     def _state_of(self, number: int) -> TrialState:
         if type(number) is int and 0 <= number < len(self._state):
@@ -272,6 +281,7 @@ class Core:
         key = self._key(value, n)
         first = k
         top = len(milestones) - 1
+        history = self.history
         while k <= top and step >= milestones[k]:
             rungs[k].add(key)
             self._rung_values[n] += (value,)
@@ -279,12 +289,18 @@ class Core:
             best = self._best.get(m)
             if best is None or key < best[0]:
                 self._best[m] = (key, n)
+            if history is not None:
+                history.recorded(n, m, key[0])
             k += 1
         self._next_ms[n] = k
         if k > top:
             self._set_state(n, TrialState.COMPLETE)
+            if history is not None:
+                history.settled(n)
             return Decision.COMPLETE
         if self._promotion:
+            if history is not None:
+                history.settled(n)
             # The first milestone ahead of a running trial is always its granted one, so it
             # crossed its target: pause in the highest rung reached, promotable from there.
             self._granted[n] = k - 1
@@ -295,7 +311,11 @@ class Core:
         for j in range(first, k):
             if not rungs[j].leads(key):
                 self._set_state(n, TrialState.STOPPED)
+                if history is not None:
+                    history.settled(n)
                 return Decision.STOP
+        if history is not None:
+            history.heading(n, milestones[k])
         return Decision.CONTINUE
 
     def _on_promoted(self, ev: TrialPromoted) -> None:
@@ -312,6 +332,8 @@ class Core:
         self._waiting[n] = None
         self._granted[n] = ev.rung
         self._set_state(n, _RUNNING)
+        if self.history is not None:
+            self.history.heading(n, self._milestones[self._bracket[n]][ev.rung])
 
     def _on_resumed(self, ev: TrialResumed) -> None:
         state = self._state_of(ev.number)
@@ -345,6 +367,11 @@ class Core:
         if ev.error is not None:
             self._error[n] = ev.error
         self._set_state(n, ev.state)
+        if self.history is not None:
+            if ev.state is TrialState.FAILED:
+                self.history.failed(n)
+            else:
+                self.history.settled(n)
 
     def _on_checkpointed(self, ev: Checkpointed) -> None:
         state = self._state_of(ev.number)

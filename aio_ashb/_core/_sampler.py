@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import secrets
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from aio_ashb._core._space import Params, SearchSpace
 from aio_ashb._exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from aio_ashb._core._history import History
 
 
 @runtime_checkable
@@ -26,6 +29,18 @@ class Sampler(Protocol):
     def sample(self, space: SearchSpace, rng: np.random.Generator) -> Params: ...
 
     def to_dict(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class LearningSampler(Sampler, Protocol):
+    """A sampler that learns from the study: the core calls ``propose`` instead of ``sample``.
+
+    ``history`` is the study as the core knows it (points, results per milestone, trials in
+    flight); ``propose`` may fit models from it but must draw only from ``rng``, and may cache
+    fits in ``history.cache``, so that the same log and generator state give the same params.
+    """
+
+    def propose(self, space: SearchSpace, rng: np.random.Generator, history: History) -> Params: ...
 
 
 class RandomSampler:
@@ -61,4 +76,8 @@ class RandomSampler:
 def sampler_from_dict(data: dict[str, Any]) -> Sampler:
     if data.get("type") == "random":
         return RandomSampler(seed=data["seed"])
+    if data.get("type") == "tpe":
+        from aio_ashb._core._tpe import TPESampler  # a cycle at import time otherwise
+
+        return TPESampler.from_dict(data)
     raise ConfigError(f"unknown sampler type {data.get('type')!r}")

@@ -247,6 +247,11 @@ class SearchSpace(Mapping[str, Dimension | Constant]):
     __hash__ = None  # type: ignore[assignment]
 
     @property
+    def dimensions(self) -> tuple[tuple[str, Dimension], ...]:
+        """The (name, dimension) pairs that take a unit-cube coordinate, in coordinate order."""
+        return tuple(self._dims)
+
+    @property
     def ndim(self) -> int:
         """Number of unit-cube coordinates (dimensions that are not constants)."""
         return len(self._dims)

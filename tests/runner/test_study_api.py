@@ -197,6 +197,7 @@ def test_public_names_are_curated() -> None:
         "StudyLockedError",
         "StudyNotFoundError",
         "StudyStatus",
+        "TPESampler",
         "ThreadExecutor",
         "ThreadTrial",
         "TooManyFailuresError",
