@@ -235,10 +235,10 @@ def _with_pending(constant_liar: bool, pending: int) -> list[dict[str, Any]]:
     # Trials started as the model suggests, and still running.
     for _ in range(pending):
         core.next_job()
+    # The pending set is what differs between variants: they all get the same draws.
+    core.rng.bit_generator.state = rng_state
     out = []
     for _ in range(10):
-        # The pending set is what differs between variants: every proposal gets the same draws.
-        core.rng.bit_generator.state = rng_state
         job = core.next_job()
         assert isinstance(job, TrialCreated)
         out.append(job.params)

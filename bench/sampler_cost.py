@@ -1,0 +1,111 @@
+"""What a TPESampler proposal costs on the event loop, as a study grows.
+
+    python bench/sampler_cost.py                 # 1,000, 10,000 and 100,000 finished trials
+    python bench/sampler_cost.py --trials 1000 10000 --dims 3 7 20
+
+For each size, a core with the LCBench-like 7-parameter space (or ``--dims`` floats) is filled
+with that many trials taken to their decision points by ASHA (promotion, 1-3-9-27), then the
+sampler proposes: the median time of a proposal with a fitted model (the usual case), the time of
+a proposal that refits (the first after every 1.5-3 % more results), and a batch of 128
+proposals with no result in between (what ``run()`` does when it starts), against the same for
+``RandomSampler``. Targets (issue 12): a proposal <= 2 ms at 1,000 trials and <= 10 ms at 10,000.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/...` works
+
+import numpy as np
+
+import aio_ashb as aa
+from aio_ashb._core import Core, Decision, Reported, TrialCreated
+
+LCBENCH_LIKE = aa.SearchSpace(
+    {
+        "batch_size": aa.Int(16, 512, log=True),
+        "learning_rate": aa.Float(1e-4, 1e-1, log=True),
+        "momentum": aa.Float(0.1, 0.99),
+        "weight_decay": aa.Float(1e-5, 1e-1),
+        "num_layers": aa.Int(1, 5),
+        "max_units": aa.Int(64, 1024, log=True),
+        "max_dropout": aa.Float(0.0, 1.0),
+    }
+)
+
+
+def filled(space: aa.SearchSpace, sampler: aa.Sampler, trials: int, in_flight: int) -> Core:
+    """A core with ``trials`` trials, ``in_flight`` of them still running."""
+    core = Core(space, aa.ASHA(1, 27, 3), sampler)
+    rng = np.random.default_rng(0)
+    running: list[int] = []
+    while core.n_trials < trials or len(running) > in_flight:
+        can_start = core.n_trials < trials
+        while len(running) < in_flight + 1 and (job := core.next_job(can_start=can_start)) is not None:
+            running.append(job.number)
+        n = running.pop(int(rng.integers(len(running))))
+        decision = core.apply(Reported(n, core.target_of(n), float(rng.random()), 0.0))
+        if decision is Decision.CONTINUE:
+            running.append(n)
+    return core
+
+
+def measure(space: aa.SearchSpace, sampler: aa.Sampler, trials: int) -> tuple[float, float, float]:
+    """(ms per proposal with a fitted model, ms of a proposal that refits, ms for 128 at once)."""
+    core = filled(space, sampler, trials, in_flight=16)
+    history = core.history
+    propose = (
+        (lambda: sampler.propose(space, core.rng, history))  # type: ignore[attr-defined]
+        if history is not None
+        else (lambda: sampler.sample(space, core.rng))
+    )
+    refits = []
+    for _ in range(5):
+        if history is not None:
+            history.cache.clear()
+        t = time.perf_counter()
+        propose()
+        refits.append(time.perf_counter() - t)
+    fitted = []
+    for _ in range(200):
+        t = time.perf_counter()
+        propose()
+        fitted.append(time.perf_counter() - t)
+    if history is not None:
+        history.cache.clear()
+    t = time.perf_counter()
+    for _ in range(128):
+        job = core.next_job()
+        assert isinstance(job, TrialCreated)
+    batch = time.perf_counter() - t
+    return 1e3 * statistics.median(fitted), 1e3 * statistics.median(refits), 1e3 * batch
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--trials", type=int, nargs="+", default=[1000, 10_000, 100_000])
+    parser.add_argument("--dims", type=int, nargs="*", default=[], help="also spaces of this many floats")
+    args = parser.parse_args()
+    spaces = [("LCBench-like (7)", LCBENCH_LIKE)] + [
+        (f"{d} floats", aa.SearchSpace({f"x{i}": aa.Float(0.0, 1.0) for i in range(d)})) for d in args.dims
+    ]
+    print("| space | trials | sampler | proposal, model fitted (ms) | with a refit (ms) | 128 at once (ms) |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for label, space in spaces:
+        for trials in args.trials:
+            for sampler in (aa.TPESampler(0), aa.RandomSampler(0)):
+                fitted, refit, batch = measure(space, sampler, trials)
+                name = type(sampler).__name__
+                print(
+                    f"| {label} | {trials:,} | {name} | {fitted:.3f} | {refit:.3f} | {batch:.1f} |",
+                    flush=True,
+                )
+
+
+if __name__ == "__main__":
+    main()
