@@ -2,8 +2,11 @@
 
     python bench/scale.py                                  # 1,000 and 10,000 trials, memory and SQLite
     python bench/scale.py --trials 1000 --storage memory
+    python bench/scale.py --trials 1000 --rounds 5 --sampler tpe --storage memory --latency 0.05-0.2
 
-Every trial runs at once (concurrency = trials), ASHA(1, 9, 3) with promotion; each step awaits
+Every trial runs at once (concurrency = trials; with ``--rounds k``, k times as many trials in
+all, so new trials are proposed while the first ones run), ASHA(1, 9, 3) with promotion,
+``--sampler random`` (default) or ``tpe``; each step awaits
 a remote latency drawn uniformly in 50-200 ms (from a generator seeded by trial and step, so
 every run sees the same latencies). Measured in a fresh process per row:
 
@@ -44,9 +47,16 @@ def latency(number: int, step: int, low: float, high: float) -> float:
 
 
 async def study_run(
-    trials: int, storage: str | None, lags: list[float] | None, low: float, high: float
+    trials: int,
+    storage: str | None,
+    lags: list[float] | None,
+    low: float,
+    high: float,
+    rounds: int = 1,
+    sampler: str = "random",
 ) -> float:
-    study = await aa.create_study(space=SPACE, scheduler=SCHED, sampler=aa.RandomSampler(0), storage=storage)
+    chosen = aa.TPESampler(0) if sampler == "tpe" else aa.RandomSampler(0)
+    study = await aa.create_study(space=SPACE, scheduler=SCHED, sampler=chosen, storage=storage)
 
     async def objective(trial: aa.Trial) -> None:
         f, g = curve_terms(trial.params)
@@ -65,23 +75,23 @@ async def study_run(
         if lags is not None:
             tg.start_soon(ticker)
         t0 = anyio.current_time()
-        await study.run(objective, max_trials=trials, concurrency=trials)
+        await study.run(objective, max_trials=trials * rounds, concurrency=trials)
         elapsed = anyio.current_time() - t0
         tg.cancel_scope.cancel()
     return elapsed
 
 
-def one(trials: int, storage_kind: str, low: float, high: float) -> dict[str, Any]:
+def one(trials: int, storage_kind: str, low: float, high: float, rounds: int, sampler: str) -> dict[str, Any]:
     """One row, in this (fresh) process: the real run first (for RSS), then the ideal."""
     with tempfile.TemporaryDirectory() as tmp:
         storage = None if storage_kind == "memory" else f"sqlite:///{tmp}/scale.db"
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         lags: list[float] = []
         t0 = time.perf_counter()
-        asyncio.run(study_run(trials, storage, lags, low, high))
+        asyncio.run(study_run(trials, storage, lags, low, high, rounds, sampler))
         wall = time.perf_counter() - t0
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    ideal = run_virtual(lambda: study_run(trials, None, None, low, high))
+    ideal = run_virtual(lambda: study_run(trials, None, None, low, high, rounds, sampler))
     lags.sort()
     return {
         "trials": trials,
@@ -93,7 +103,7 @@ def one(trials: int, storage_kind: str, low: float, high: float) -> dict[str, An
         "lag_p99": lags[int(0.99 * (len(lags) - 1))] * 1000,
         "lag_max": lags[-1] * 1000,
         "peak_mb": peak / 1024,
-        "kb_per_trial": (peak - before) / trials,
+        "kb_per_trial": (peak - before) / (trials * rounds),
     }
 
 
@@ -107,13 +117,19 @@ def main() -> None:
         default=["0.05-0.2", "0.5-2"],
         help="step latency ranges in seconds, LOW-HIGH (default: 0.05-0.2 and 0.5-2)",
     )
+    parser.add_argument("--rounds", type=int, default=1, help="trials in all = rounds x concurrency")
+    parser.add_argument("--sampler", choices=["random", "tpe"], default="random")
     parser.add_argument("--one", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(one(int(args.one[0]), args.one[1], float(args.one[2]), float(args.one[3]))))
+        a = args.one
+        print(json.dumps(one(int(a[0]), a[1], float(a[2]), float(a[3]), args.rounds, args.sampler)))
         return
     print(f"# {machine()}\n")
-    print("ASHA(1, 9, 3) promotion, concurrency = trials, each step awaits a random latency\n")
+    print(
+        f"ASHA(1, 9, 3) promotion, {args.sampler} sampler, concurrency = trials, {args.rounds} x as many "
+        "trials in all, each step awaits a random latency\n"
+    )
     print(
         "| trials | step latency | storage | ideal s | wall s | wall / ideal "
         "| loop lag p50 / p99 / max ms | peak RSS MB | RSS KB / trial |"
@@ -124,6 +140,7 @@ def main() -> None:
             low, high = span.split("-")
             for kind in args.storage:
                 cmd = [sys.executable, __file__, "--one", str(trials), kind, low, high]
+                cmd += ["--rounds", str(args.rounds), "--sampler", args.sampler]
                 r = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
                 print(
                     f"| {trials:,} | {r['latency']} | {kind} | {r['ideal']:.2f} | {r['wall']:.2f} "

@@ -1,0 +1,44 @@
+"""The benchmark scripts still run: tiny sizes, their tables checked for the rows they promise."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(script: str, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, f"{script} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+@pytest.mark.timeout(300)
+def test_quality_compares_the_samplers_on_a_simulated_clock(tmp_path: Path) -> None:
+    out = run(
+        "quality.py",
+        *("--problems", "hartmann3", "--workers", "4", "--seeds", "2", "--budget", "10", "--jobs", "1"),
+        *("--methods", "random", "ASHA", "ASHA-TPE", "--out", str(tmp_path / "runs.json")),
+    )
+    for method in ("random", "ASHA", "ASHA-TPE"):
+        assert f"| 4 | {method} |" in out
+    # The tables come back from the saved runs without running anything.
+    again = run("quality.py", "--from-json", str(tmp_path / "runs.json"))
+    assert "| 4 | ASHA-TPE |" in again
+
+
+@pytest.mark.timeout(300)
+def test_sampler_cost_prints_both_samplers() -> None:
+    out = run("sampler_cost.py", "--trials", "300")
+    assert "| LCBench-like (7) | 300 | TPESampler |" in out
+    assert "| LCBench-like (7) | 300 | RandomSampler |" in out
