@@ -114,7 +114,8 @@ class Core:
         self.rng = np.random.default_rng(sampler.seed)
         # A learning sampler sees the study through a History the handlers keep up to date;
         # for random search there is none, and the hot paths skip it with one test.
-        self.history = History(space) if isinstance(sampler, LearningSampler) else None
+        self._learner = sampler if isinstance(sampler, LearningSampler) else None
+        self.history = History(space) if self._learner is not None else None
         self._sign = 1.0 if direction is Direction.MINIMIZE else -1.0
         self._eta = scheduler.reduction_factor
         self._promotion = scheduler.mode == "promotion"
@@ -201,8 +202,8 @@ class Core:
         if self._queue:
             params = self._queue[0]
         else:
-            if self.history is not None:
-                params = self.sampler.propose(self.space, self.rng, self.history)  # type: ignore[attr-defined]
+            if self._learner is not None and self.history is not None:
+                params = self._learner.propose(self.space, self.rng, self.history)
             else:
                 params = self.sampler.sample(self.space, self.rng)
             if type(self.sampler) is not RandomSampler:  # its params are valid by construction

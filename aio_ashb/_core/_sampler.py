@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 
 from aio_ashb._core._space import Params, SearchSpace
+from aio_ashb._core._tpe import TPESampler
 from aio_ashb._exceptions import ConfigError
 
 if TYPE_CHECKING:
@@ -77,7 +78,5 @@ def sampler_from_dict(data: dict[str, Any]) -> Sampler:
     if data.get("type") == "random":
         return RandomSampler(seed=data["seed"])
     if data.get("type") == "tpe":
-        from aio_ashb._core._tpe import TPESampler  # a cycle at import time otherwise
-
         return TPESampler.from_dict(data)
     raise ConfigError(f"unknown sampler type {data.get('type')!r}")
