@@ -20,7 +20,6 @@ from aio_ashb._core import (
     Reported,
     TrialCreated,
     TrialEnded,
-    TrialPromoted,
     TrialState,
 )
 from aio_ashb._core._sampler import sampler_from_dict
@@ -314,14 +313,6 @@ def test_a_misleading_low_fidelity_makes_proposals_more_random() -> None:
     inverted = fraction(lambda p, s: abs(p["x"] - 0.3) * (1 if s >= 9 else -1))
     assert faithful < 0.34
     assert inverted == 0.5
-
-
-def test_promoted_trials_are_never_proposals() -> None:
-    d = Driver(tpe_core(), mixed_loss, workers=8)
-    d.run(300)
-    created = [e.number for e in d.log if isinstance(e, TrialCreated)]
-    promoted = [e for e in d.log if isinstance(e, TrialPromoted)]
-    assert promoted and len(set(created)) == len(created)
 
 
 # ---------------------------------------------------------------- quality
