@@ -8,11 +8,19 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 
 from aio_ashb._core._space import Params, SearchSpace
-from aio_ashb._core._tpe import TPESampler
 from aio_ashb._exceptions import ConfigError
 
 if TYPE_CHECKING:
     from aio_ashb._core._history import History
+
+
+def study_seed(seed: int | None) -> int:
+    """A sampler's seed, checked; ``None`` draws one from the OS (recorded with the study)."""
+    if seed is None:
+        return secrets.randbits(63)
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer or None, got {seed!r}")
+    return int(seed)
 
 
 @runtime_checkable
@@ -54,11 +62,7 @@ class RandomSampler:
     __slots__ = ("_seed",)
 
     def __init__(self, seed: int | None = None) -> None:
-        if seed is None:
-            seed = secrets.randbits(63)
-        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-            raise ConfigError(f"seed must be a non-negative integer or None, got {seed!r}")
-        self._seed = int(seed)
+        self._seed = study_seed(seed)
 
     @property
     def seed(self) -> int:
@@ -78,5 +82,7 @@ def sampler_from_dict(data: dict[str, Any]) -> Sampler:
     if data.get("type") == "random":
         return RandomSampler(seed=data["seed"])
     if data.get("type") == "tpe":
+        from aio_ashb._core._tpe import TPESampler  # it imports this module
+
         return TPESampler.from_dict(data)
     raise ConfigError(f"unknown sampler type {data.get('type')!r}")

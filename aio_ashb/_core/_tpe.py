@@ -40,13 +40,13 @@ the same at 1,000 and 100,000 trials.
 from __future__ import annotations
 
 import math
-import secrets
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from aio_ashb._core._history import History, Level
+from aio_ashb._core._sampler import study_seed
 from aio_ashb._core._space import Categorical, Int, Params, SearchSpace
 from aio_ashb._exceptions import ConfigError
 
@@ -227,10 +227,6 @@ class TPESampler:
         min_bandwidth: float = 1e-3,
         max_points: int = 256,
     ) -> None:
-        if seed is None:
-            seed = secrets.randbits(63)
-        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-            raise ConfigError(f"seed must be a non-negative integer or None, got {seed!r}")
         _check(n_candidates, "n_candidates", 1, 10_000, integer=True)
         _check(gamma, "gamma", 0.0, 1.0, open_low=True, open_high=True)
         _check(random_fraction, "random_fraction", 0.0, 1.0)
@@ -239,7 +235,7 @@ class TPESampler:
         _check(max_points, "max_points", 8, 100_000, integer=True)
         if not isinstance(constant_liar, bool):
             raise ConfigError(f"constant_liar must be True or False, got {constant_liar!r}")
-        self._seed = int(seed)
+        self._seed = study_seed(seed)
         self.n_candidates = int(n_candidates)
         self.gamma = float(gamma)
         self.random_fraction = float(random_fraction)
