@@ -71,8 +71,8 @@ class History:
         self.results = 0  # results recorded so far, at any milestone
         self.levels: dict[int, Level] = {}  # milestone -> results recorded there
         self.pending: dict[int, int] = {}  # trial number -> the milestone it is running towards
-        # Models a sampler fitted, keyed by what they saw. Levels are append-only, so a key of
-        # (milestone, results there) names one fit exactly: a cached model is the model a fresh
+        # Models a sampler fitted, keyed by what they saw. Levels are append-only, so "the
+        # study's first k results" names one fit exactly: a cached model is the model a fresh
         # fit would give, and caching never changes a proposal.
         self.cache: dict[Any, Any] = {}
 
