@@ -7,7 +7,7 @@ import contextlib
 import json
 import math
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, TypeAlias
 
 import anyio
@@ -110,14 +110,21 @@ def _check_same_config(
         )
 
 
-async def _open(storage: Storage, owns: bool) -> None:
+@contextlib.asynccontextmanager
+async def _opened(storage: Storage, owns: bool, *, keep: bool) -> AsyncIterator[None]:
+    """Open ``storage`` for the block. A storage this call made (``owns``) is closed again if
+    opening or the block fails, and when the block ends unless ``keep`` (a study now holds it)."""
     try:
         await storage.open()
+        yield
     except BaseException:
         if owns:
             with anyio.CancelScope(shield=True):
                 await storage.close()
         raise
+    if owns and not keep:
+        with anyio.CancelScope(shield=True):
+            await storage.close()
 
 
 def _core_from(name: str, storage: Storage, config: Mapping[str, Any]) -> Core:
@@ -205,8 +212,7 @@ async def create_study(
         raise ConfigError(f"sampler must be a Sampler (e.g. RandomSampler), got {sampler!r}")
     name = f"study-{uuid.uuid4().hex[:8]}" if name is None else _check_name(name)
     store, owns = _parse_storage(storage)
-    await _open(store, owns)
-    try:
+    async with _opened(store, owns, keep=True):
         if load_if_exists:
             with contextlib.suppress(StudyNotFoundError):
                 return await _load_matching(name, store, owns, options, space_, scheduler, sampler, dir_)
@@ -219,11 +225,6 @@ async def create_study(
             # Created by someone else since we looked: continue theirs.
             return await _load_matching(name, store, owns, options, space_, scheduler, sampler, dir_)
         return await _build(name, store, owns, options)
-    except BaseException:
-        if owns:
-            with anyio.CancelScope(shield=True):
-                await store.close()
-        raise
 
 
 async def _load_matching(
@@ -264,14 +265,8 @@ async def load_study(
     options = _options(durability, lease_ttl)
     name = _check_name(name)
     store, owns = _existing(storage, name)
-    await _open(store, owns)
-    try:
+    async with _opened(store, owns, keep=True):
         return await _build(name, store, owns, options)
-    except BaseException:
-        if owns:
-            with anyio.CancelScope(shield=True):
-                await store.close()
-        raise
 
 
 async def delete_study(*, name: str, storage: Storage | str) -> None:
@@ -282,10 +277,5 @@ async def delete_study(*, name: str, storage: Storage | str) -> None:
     A ``sqlite:///`` URL naming a missing file is never created."""
     name = _check_name(name)
     store, owns = _existing(storage, name)
-    await _open(store, owns)
-    try:
+    async with _opened(store, owns, keep=False):
         await store.delete_study(name)
-    finally:
-        if owns:
-            with anyio.CancelScope(shield=True):
-                await store.close()
