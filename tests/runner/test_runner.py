@@ -72,6 +72,18 @@ def _runner(
     return Runner(journal, caller, RunOptions(**options), clock=vnow)
 
 
+def _run(storage: aa.Storage, objective: Callable[..., Any], executor: aa.Executor, **options: Any) -> Runner:
+    """Create study "s" in ``storage`` and run a runner on it, on the virtual clock."""
+
+    async def main() -> Runner:
+        await storage.create_study("s", {})
+        runner = _runner(storage, objective, executor, **options)
+        await runner.run()
+        return runner
+
+    return run_virtual(main)
+
+
 def test_a_report_returns_once_its_event_is_durable() -> None:
     acknowledged: list[tuple[int, int]] = []  # (sequence number of the report, durable then)
 
@@ -80,14 +92,8 @@ def test_a_report_returns_once_its_event_is_durable() -> None:
             await trial.report(loss(trial.params, step))
             acknowledged.append((storage.report_seq[(trial.number, step)], storage.durable_seq))
 
-    async def main() -> Runner:
-        await storage.create_study("s", {})
-        runner = _runner(storage, objective, aa.LoopExecutor(), max_trials=6, concurrency=3)
-        await runner.run()
-        return runner
-
     storage = SlowStorage()
-    runner = run_virtual(main)
+    runner = _run(storage, objective, aa.LoopExecutor(), max_trials=6, concurrency=3)
     assert runner.reports == len(acknowledged) > 6
     assert all(durable >= seq for seq, durable in acknowledged)
     assert storage.flushes >= 1
@@ -99,15 +105,8 @@ def test_every_budget_style_call_crosses_the_executor() -> None:
     def train(params: dict[str, Any], budget: int, checkpoint: bytes | None) -> tuple[float, bytes]:
         return loss(params, budget), str(budget).encode()
 
-    async def main() -> Runner:
-        await storage.create_study("s", {})
-        runner = _runner(storage, train, executor, max_trials=9, concurrency=2)
-        await runner.run()
-        return runner
-
-    storage = aa.MemoryStorage()
     executor = CountingExecutor()
-    runner = run_virtual(main)
+    runner = _run(aa.MemoryStorage(), train, executor, max_trials=9, concurrency=2)
     segments = [args for name, args in executor.calls if name == "train"]
     assert len(segments) == runner.reports  # one call per segment, each reported once
     budgets = [budget for budget, _ in segments]
@@ -131,14 +130,8 @@ def test_the_runner_logs_every_decision_through_the_journal() -> None:
             await anyio.sleep(1)
             await trial.report(loss(trial.params, step))
 
-    async def main() -> Runner:
-        await storage.create_study("s", {})
-        runner = _runner(storage, objective, aa.LoopExecutor(), max_trials=12, concurrency=4)
-        await runner.run()
-        return runner
-
     storage = SlowStorage()
-    runner = run_virtual(main)
+    runner = _run(storage, objective, aa.LoopExecutor(), max_trials=12, concurrency=4)
     replayed = Core(aa.SearchSpace(SPACE), aa.ASHA(1, 9, 3), aa.RandomSampler(0))
     replayed.replay([ev for _, ev in storage.log])
     assert replayed.trials() == runner.core.trials()  # the log alone rebuilds the same study
