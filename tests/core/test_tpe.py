@@ -129,7 +129,11 @@ def test_a_study_resumed_inside_a_block_of_proposals_proposes_the_same() -> None
     live.run(1000)
     assert live.core.history is not None
     cut = len(live.log)
-    burst = [live.core.next_job() for _ in range(100)]  # promotions first, then new trials
+    burst: list[Event] = []
+    for _ in range(100):  # promotions first, then new trials
+        job = live.core.next_job()
+        assert job is not None
+        burst.append(job)
     created = [job.number for job in burst if isinstance(job, TrialCreated)]
     assert len(created) > 80 and _block_span(created[0])[1] >= 8  # several blocks, shared
     for k in (1, 2, 3, 5, 37, 70, 99):
