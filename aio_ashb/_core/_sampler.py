@@ -45,9 +45,8 @@ class LearningSampler(Sampler, Protocol):
     """A sampler that learns from the study: the core calls ``propose`` instead of ``sample``.
 
     ``history`` is the study as the core knows it (points, results per milestone, trials in
-    flight); ``propose`` may fit models from it and cache them in ``history.cache``, and must
-    draw only from ``rng`` or from generators seeded by its own seed and positions in the log
-    (a trial number), so that the same log and generator state give the same params.
+    flight); ``propose`` may fit models from it but must draw only from ``rng``, and may cache
+    fits in ``history.cache``, so that the same log and generator state give the same params.
     """
 
     def propose(self, space: SearchSpace, rng: np.random.Generator, history: History) -> Params: ...

@@ -30,13 +30,11 @@ The model (Bergstra et al. 2011; multi-fidelity as in BOHB, Falkner et al. 2018)
 
 Deterministic: a model is fitted on the study's first ``_fit_point(results)`` results, a
 function of the count alone (every result while they are few, then every 1.5-3 % more), with
-no randomness, and cached in ``History.cache``. Candidates are drawn and scored in blocks of
-consecutive trials (up to 32), from a generator seeded by the sampler's seed and the block's
-first trial number, so one scoring serves a burst of proposals (``run()`` starting many trials)
-or many proposals one per result, and a proposal is a function of the log alone: a resumed
-study proposes what the uninterrupted one would have. Each density holds at most
-``max_points`` points (evenly spread over the ranks), so a proposal costs about the same at
-1,000 and 100,000 trials.
+no randomness, and cached in ``History.cache``; a proposal draws only from the study's
+generator. So a resumed study proposes what the uninterrupted one would have, and a batch of
+proposals between two results (``run()`` starting 128 trials) shares one fit. Each density
+holds at most ``max_points`` points (evenly spread over the ranks), so a proposal costs about
+the same at 1,000 and 100,000 trials.
 """
 
 from __future__ import annotations
@@ -140,37 +138,23 @@ class _Density:
         const: np.ndarray = -log_norm - 0.5 * np.sum(scaled * scaled, axis=1)
         return scaled, const
 
-    def log_pdf(self, x: np.ndarray) -> np.ndarray:
-        """Log density at each row of ``x``."""
-        total, count = self.log_total(x)
-        out: np.ndarray = total - math.log(count)
-        return out
-
-    def log_total(self, x: np.ndarray) -> tuple[np.ndarray, int]:
-        """At each row of ``x``, the log of the sum of the kernels and the prior (the density
-        times their count), and their count."""
-        log_k = self._log_kernels(x, self._scaled, self._const, self._cat_idx)
-        log_prior = np.full((len(x), 1), -float(np.sum(np.log(self.geo.n_choices))))
-        total = _logsumexp(np.concatenate([log_k, log_prior], axis=1), axis=1)
-        return total, log_k.shape[1] + 1
-
-    def log_kernels_of(self, points: np.ndarray, x: np.ndarray) -> np.ndarray:
-        """Log of kernels (this density's bandwidths) centered at ``points``, at each row of
-        ``x``: one row per ``x``, one column per point."""
-        scaled, const = self._kernels(points[:, self.geo.cont])
-        return self._log_kernels(x, scaled, const, self._indices(points))
-
-    def _log_kernels(
-        self, x: np.ndarray, scaled: np.ndarray, const: np.ndarray, cat_idx: np.ndarray
-    ) -> np.ndarray:
+    def log_pdf(self, x: np.ndarray, extra: np.ndarray | None = None) -> np.ndarray:
+        """Log density at each row of ``x``; ``extra`` points join as kernels of weight one."""
         geo = self.geo
+        scaled, const, cat_idx = self._scaled, self._const, self._cat_idx
+        if extra is not None and len(extra):
+            more_scaled, more_const = self._kernels(extra[:, geo.cont])
+            scaled = np.concatenate([scaled, more_scaled])
+            const = np.concatenate([const, more_const])
+            cat_idx = np.concatenate([cat_idx, self._indices(extra)])
         # -|y - c|^2 / 2 = y.c - |c|^2 / 2 - |y|^2 / 2: one matrix product for all pairs.
         y = x[:, geo.cont] / self.h
-        log_k: np.ndarray = y @ scaled.T + const[None, :] - 0.5 * np.sum(y * y, axis=1)[:, None]
+        log_k = y @ scaled.T + const[None, :] - 0.5 * np.sum(y * y, axis=1)[:, None]
         if len(geo.cat):
             same = self._indices(x)[:, None, :] == cat_idx[None, :, :]
             log_k = log_k + np.sum(np.where(same, self._keep, self._move), axis=2)
-        return log_k
+        log_prior = np.full((len(x), 1), -float(np.sum(np.log(geo.n_choices))))
+        return _logsumexp(np.concatenate([log_k, log_prior], axis=1), axis=1) - math.log(len(const) + 1)
 
     def sample(self, rng: np.random.Generator, n: int, widen: float) -> np.ndarray:
         """``n`` draws from the density with every bandwidth widened by ``widen``."""
@@ -197,20 +181,7 @@ class _Density:
 
 
 @dataclass(frozen=True, slots=True)
-class _Block:
-    """Consecutive trials' candidates, scored together (see ``TPESampler._block``)."""
-
-    first: int  # the trial number of its first row
-    candidates: np.ndarray  # (size, n_candidates, ndim), drawn from the good density
-    good: np.ndarray  # (size, n_candidates): log good density
-    bad_total: np.ndarray  # (size, n_candidates): log of the sum of the bad density's kernels
-    random: np.ndarray  # (size,): a plainly random proposal instead
-    uniform: np.ndarray  # (size, ndim): the random proposals' points
-
-
-@dataclass(frozen=True, slots=True)
 class _Model:
-    seen: int  # fitted on the study's first `seen` results
     milestone: int  # the milestone whose results split good from bad
     good: _Density
     bad: _Density
@@ -283,38 +254,12 @@ class TPESampler:
 
     def propose(self, space: SearchSpace, rng: np.random.Generator, history: History) -> Params:
         model = self._model(space, history)
-        if model is None:
+        if model is None or rng.random() < model.random_fraction:
             return space.sample(rng)
-        number = len(history.points)  # the trial this proposal is for
-        block = self._block(space, history, model, number)
-        j = number - block.first
-        if block.random[j]:
-            return space.from_unit(block.uniform[j])
+        candidates = model.good.sample(rng, self.n_candidates, self.bandwidth_factor)
         liars = self._running_towards(history, model.milestone) if self.constant_liar else None
-        return space.from_unit(block.candidates[j][_best(model.bad, block, j, liars)])
-
-    def _block(self, space: SearchSpace, history: History, model: _Model, number: int) -> _Block:
-        """The scored candidates of the trials in ``number``'s block (see ``_block_span``),
-        under ``model``: drawn from a generator seeded by the sampler's seed and the block's
-        first trial, so they are a function of the model and the trial numbers alone, whenever
-        and however often they are computed."""
-        first, size = _block_span(number)
-        key = ("block", model.seen, first)
-        block: _Block | None = history.cache.get(key)
-        if block is not None:
-            return block
-        for old in [k for k in history.cache if k[0] == "block"]:  # never asked for again
-            del history.cache[old]
-        rng = np.random.default_rng((self._seed, first))
-        n, d = self.n_candidates, space.ndim
-        candidates = model.good.sample(rng, size * n, self.bandwidth_factor)
-        random = rng.random(size) < model.random_fraction
-        uniform = rng.random((size, d))
-        good = model.good.log_pdf(candidates).reshape(size, n)
-        bad_total = model.bad.log_total(candidates)[0].reshape(size, n)
-        block = _Block(first, candidates.reshape(size, n, d), good, bad_total, random, uniform)
-        history.cache[key] = block
-        return block
+        score = model.good.log_pdf(candidates) - model.bad.log_pdf(candidates, liars)
+        return space.from_unit(candidates[int(np.argmax(score))])
 
     # ------------------------------------------------------------------ the model
     def _model(self, space: SearchSpace, history: History) -> _Model | None:
@@ -372,7 +317,7 @@ class TPESampler:
             rho = _rank_agreement((numbers, values), _prefix(history.levels[upper], counts[upper]))
             if rho is not None and rho < 0.5:
                 fraction = max(fraction, min(0.5, 0.5 - rho))
-        return _Model(seen, milestone, model_good, model_bad, fraction)
+        return _Model(milestone, model_good, model_bad, fraction)
 
     def _thin(self, ranked: np.ndarray) -> np.ndarray:
         if len(ranked) <= self.max_points:
@@ -418,45 +363,6 @@ class TPESampler:
         return isinstance(other, TPESampler) and self.to_dict() == other.to_dict()
 
     __hash__ = None  # type: ignore[assignment]
-
-
-def _block_span(number: int) -> tuple[int, int]:
-    """The block of trials that holds trial ``number``: (its first trial, its size).
-
-    Sizes grow with the study, 1 below trial 128, then about number / 64, up to 32, in step with
-    how long a model lasts (``_fit_point`` refits every 1.5-3 % more results), so that a block
-    is mostly used by the model it was scored for, whether its proposals come in a burst
-    (``run()`` starting many trials) or one per result.
-    """
-    size = min(32, max(1, (1 << max(0, number.bit_length() - 1)) // 64))
-    return number - number % size, size
-
-
-def _best(bad: _Density, block: _Block, j: int, liars: np.ndarray | None) -> int:
-    """The index of row ``j``'s candidate with the highest good/bad density ratio, with
-    ``liars`` (trials in flight) as extra kernels of the bad density.
-
-    The liars only add to the bad density's sum (its normalizer is the same for every
-    candidate), so a candidate's score with them is at most its score without: candidates are
-    scored in the order of their scores without liars, and the search stops at the first that
-    cannot beat the best so far. Usually the first few decide.
-    """
-    good, bad_total = block.good[j], block.bad_total[j]
-    base = good - bad_total
-    if liars is None:
-        return int(np.argmax(base))
-    order = np.argsort(-base, kind="stable")
-    best, best_i = -math.inf, -1
-    for start in range(0, len(order), 8):
-        idx = order[start : start + 8]
-        if base[idx[0]] < best:
-            break
-        log_k = bad.log_kernels_of(liars, block.candidates[j][idx])
-        score = good[idx] - np.logaddexp(bad_total[idx], _logsumexp(log_k, axis=1))
-        for i, value in zip(idx.tolist(), score.tolist(), strict=True):
-            if value > best or (value == best and i < best_i):
-                best, best_i = value, i
-    return best_i
 
 
 def _fit_point(results: int) -> int:

@@ -24,7 +24,7 @@ from aio_ashb._core import (
     TrialState,
 )
 from aio_ashb._core._sampler import sampler_from_dict
-from aio_ashb._core._tpe import _block_span, _fit_point
+from aio_ashb._core._tpe import _fit_point
 
 MIXED = aa.SearchSpace(
     {
@@ -112,50 +112,14 @@ def test_a_replayed_log_makes_the_same_next_proposals(kw: dict[str, Any]) -> Non
 
 def test_same_seed_same_study_and_a_cached_fit_is_a_fresh_fit() -> None:
     a, b = Driver(tpe_core(seed=3), mixed_loss, 4), Driver(tpe_core(seed=3), mixed_loss, 4)
-    a.run(1800)  # past trial 1,024: blocks of 16 trials, models refitted inside them
+    a.run(1800)
     b.run(1500)
-    # Dropping every cached model and block changes nothing: they depend on the log alone.
+    # Dropping every cached model changes nothing: fits depend on the log alone.
     assert b.core.history is not None
     for _ in range(300):
         b.core.history.cache.clear()
         b.step()
     assert a.log == b.log
-
-
-def test_a_study_resumed_inside_a_block_of_proposals_proposes_the_same() -> None:
-    # run() starting many trials at once: their candidates are scored in blocks; a log cut
-    # anywhere inside one must lead to the same proposals.
-    live = Driver(tpe_core(seed=5), mixed_loss, workers=4)
-    live.run(1000)
-    assert live.core.history is not None
-    cut = len(live.log)
-    burst: list[Event] = []
-    for _ in range(100):  # promotions first, then new trials
-        job = live.core.next_job()
-        assert job is not None
-        burst.append(job)
-    created = [job.number for job in burst if isinstance(job, TrialCreated)]
-    assert len(created) > 80 and _block_span(created[0])[1] >= 8  # several blocks, shared
-    for k in (1, 2, 3, 5, 37, 70, 99):
-        resumed = tpe_core(seed=5)
-        resumed.replay([*live.log[:cut], *burst[:k]])
-        assert [resumed.next_job() for _ in range(100 - k)] == burst[k:]
-
-
-def test_blocks_grow_with_the_study_and_tile_the_trials() -> None:
-    assert [_block_span(n)[1] for n in (0, 1, 127, 128, 256, 1024, 2048, 10**6)] == [
-        1,
-        1,
-        1,
-        2,
-        4,
-        16,
-        32,
-        32,
-    ]
-    spans = [_block_span(n) for n in range(5000)]
-    for n, (first, size) in enumerate(spans):
-        assert first <= n < first + size and spans[first] == (first, size)
 
 
 def test_fit_points_are_a_function_of_the_count_and_refit_often() -> None:
@@ -287,8 +251,8 @@ def _with_pending(constant_liar: bool, running: bool) -> list[dict[str, Any]]:
 
 def test_running_trials_change_proposals_only_with_the_constant_liar() -> None:
     # Running trials that have no result yet: with the liar they count as bad points of the
-    # model, so the proposals move; without it they are invisible. (Each variant proposes for
-    # the same trial numbers, so all get the same draws.)
+    # model, so the proposals move; without it they are invisible. (Every variant gets the
+    # same draws.)
     assert _with_pending(False, False) == _with_pending(False, True)
     assert _with_pending(True, False) != _with_pending(True, True)
     assert _with_pending(True, False) == _with_pending(False, False)
