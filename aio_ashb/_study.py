@@ -16,7 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias, overload
 
 import anyio
 import anyio.to_thread
@@ -333,18 +333,32 @@ class Study:
                 await self._storage.release_lease(self._name, self._holder)
 
     # ------------------------------------------------------------------ ask / tell
-    async def ask(self) -> AskedJob:
-        """Hand out the next job (promotion, resumed trial or new trial) for work done elsewhere.
+    @overload
+    async def ask(self) -> AskedJob: ...
+
+    @overload
+    async def ask(self, *, max_trials: int | None) -> AskedJob | None: ...
+
+    async def ask(self, *, max_trials: int | None = None) -> AskedJob | None:
+        """Hand out the next job (resumed trial, promotion or new trial) for work done elsewhere.
 
         The same core decides as in ``run()``; ``ask``/``tell`` and ``run`` are not used at the
-        same time on one study.
+        same time on one study. ``max_trials`` bounds the trials of the study, as in ``run()``:
+        once it holds that many, ``ask`` returns ``None`` when there is nothing to resume or
+        promote (workers elsewhere ask again later, or stop when no trial is running).
         """
         self._check_usable()
+        if max_trials is not None and (
+            not isinstance(max_trials, int) or isinstance(max_trials, bool) or max_trials < 1
+        ):
+            raise ConfigError(f"max_trials must be a positive integer or None, got {max_trials!r}")
         if self._runner is not None:
             raise StateError("ask() cannot be used while run() is in progress")
         await self._hold_lease()
-        job = self._journal.next_job(can_start=True, time=loop_clock()())
-        assert job is not None  # a new trial can always be started
+        can_start = max_trials is None or self._core.n_trials < max_trials
+        job = self._journal.next_job(can_start=can_start, time=loop_clock()())
+        if job is None:  # only possible when no new trial may start
+            return None
         checkpoint: Any = None
         step = 0
         if not isinstance(job, TrialCreated):
@@ -406,6 +420,19 @@ class Study:
             raise StateError(f"trial {job.number} is not an open job of this study")
         text = "".join(traceback.format_exception(error)) if isinstance(error, BaseException) else str(error)
         self._journal.commit(TrialEnded(job.number, TrialState.FAILED, text, loop_clock()()))
+        del self._asked[job.number]
+        await self._settle()
+
+    async def release(self, job: AskedJob) -> None:
+        """Give ``job`` back unfinished (its worker vanished, or will not report): its trial
+        becomes INTERRUPTED, as a trial of a cancelled ``run()`` does, keeps its last
+        checkpoint, and the next :meth:`ask` (or ``run()``) resumes that same trial first.
+        Reports already told for it stay recorded."""
+        self._check_usable()
+        if job.number not in self._asked:
+            raise StateError(f"trial {job.number} is not an open job of this study")
+        await self._hold_lease()
+        self._journal.commit(TrialInterrupted(job.number, loop_clock()()))
         del self._asked[job.number]
         await self._settle()
 

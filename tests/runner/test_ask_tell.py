@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 import aio_ashb as aa
@@ -65,3 +68,48 @@ async def test_ask_without_checkpoint_restarts_and_skips_recorded_steps() -> Non
     assert await study.tell(job, loss(job.params, 2), step=2) is aa.Decision.CONTINUE
     assert await study.tell(job, loss(job.params, 3)) in (aa.Decision.PAUSE, aa.Decision.COMPLETE)
     assert sorted(await study.learning_curve(job.number)) == [1, 2, 3]
+
+
+@pytest.mark.asyncio
+async def test_release_interrupts_the_trial_and_the_next_ask_resumes_it(tmp_path: Path) -> None:
+    """A job given back (its worker vanished) is the same trial on the next ask, from its last
+    checkpoint; its reports stay; the log replays to the same state after a restart."""
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    study = await aa.create_study(
+        space=SPACE, scheduler=aa.ASHA(1, 9, 3, mode="stopping"), storage=url, name="r"
+    )
+    job = await study.ask()
+    assert await study.tell(job, 0.5, step=1, checkpoint={"at": 1}) is aa.Decision.CONTINUE
+    await study.release(job)
+    assert study.trials[job.number].state is aa.TrialState.INTERRUPTED
+    with pytest.raises(aa.StateError, match=f"trial {job.number} is not an open job"):
+        await study.tell(job, 0.4, step=2)
+    with pytest.raises(aa.StateError, match=f"trial {job.number} is not an open job"):
+        await study.release(job)
+    again = await study.ask()
+    assert again.number == job.number and again.params == job.params
+    assert (again.step, again.checkpoint) == (1, {"at": 1})
+    assert study.trials[job.number].state is aa.TrialState.RUNNING
+    await study.release(again)
+    await study.close()
+    async with await aa.load_study(name="r", storage=url) as reopened:
+        assert reopened.trials[job.number].state is aa.TrialState.INTERRUPTED
+        assert await reopened.learning_curve(job.number) == {1: 0.5}
+        assert (await reopened.ask()).number == job.number
+
+
+@pytest.mark.asyncio
+async def test_ask_with_max_trials_returns_none_when_nothing_may_start() -> None:
+    study = await aa.create_study(space=SPACE, scheduler=aa.ASHA(1, 9, 3), sampler=aa.RandomSampler(1))
+    jobs = [await study.ask(max_trials=2) for _ in range(2)]
+    assert [j.number for j in jobs if j is not None] == [0, 1]
+    assert await study.ask(max_trials=2) is None  # two trials, both running: nothing to hand out
+    first = jobs[0]
+    assert first is not None
+    await study.release(first)
+    resumed = await study.ask(max_trials=2)
+    assert resumed is not None and resumed.number == 0  # resuming is not a new trial
+    bad: Any
+    for bad in (0, -1, True, 1.5):
+        with pytest.raises(aa.ConfigError, match=f"max_trials must be a positive integer or None, got {bad}"):
+            await study.ask(max_trials=bad)
