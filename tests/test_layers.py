@@ -24,10 +24,11 @@ LAYERS: list[set[str]] = [
     {"aio_ashb._factory"},
     {"aio_ashb.simulation", "aio_ashb.plots"},
     {"aio_ashb"},
+    {"aio_ashb.web"},
     {"aio_ashb.demo", "aio_ashb.cli"},
     {"aio_ashb.__main__"},
 ]
-PACKAGES = ("aio_ashb._core", "aio_ashb.storage", "aio_ashb._executors")
+PACKAGES = ("aio_ashb._core", "aio_ashb.storage", "aio_ashb._executors", "aio_ashb.web")
 ROOT = Path(aio_ashb.__file__).parent
 
 

@@ -274,14 +274,14 @@ def _object_fails(value: dict[str, Any], schema: Schema, where: str) -> str | No
         return f"{where} must have at least {schema['minProperties']} field(s), got none"
     extra = schema.get("additionalProperties", True)
     for key, item in value.items():
-        inner = f"{where}.{key}" if where else key
+        inner = key if where.startswith("the ") else f"{where}.{key}"  # "the body" is the root
         if "propertyNames" in schema and (why := _fails(key, schema["propertyNames"], f"a name in {where}")):
             return why
         if key in props:
             why = _fails(item, props[key], inner)
         elif extra is False:
             known = ", ".join(sorted(props)) or "none"
-            return f"unknown field {key!r} in {where or 'the body'} (known fields: {known})"
+            return f"unknown field {key!r} in {where} (known fields: {known})"
         elif isinstance(extra, dict):
             why = _fails(item, extra, inner)
         else:
@@ -291,9 +291,9 @@ def _object_fails(value: dict[str, Any], schema: Schema, where: str) -> str | No
     return None
 
 
-def check(value: Any, schema: Schema, where: str = "") -> dict[str, Any]:
+def check(value: Any, schema: Schema, where: str = "the body") -> dict[str, Any]:
     """``value`` if it matches the object ``schema``, else a 422 :class:`RequestError`."""
-    why = _fails(value, schema, where or "the body")
+    why = _fails(value, schema, where)
     if why is not None:
         raise invalid(why)
     return dict(value)

@@ -21,7 +21,9 @@ async def test_create_run_cancel_restart_resumes_interrupted_trials_first(tmp_pa
         assert r.json()["status"]["trials"] == 0 and r.json()["run"] is None
         assert [s["name"] for s in (await client.get("/studies")).json()["studies"]] == ["a"]
 
-        r = await client.post("/studies/a/run", json={"objective": "train", "max_trials": 40, "concurrency": 8})
+        r = await client.post(
+            "/studies/a/run", json={"objective": "train", "max_trials": 40, "concurrency": 8}
+        )
         assert r.status_code == 202 and r.json()["state"] == "running", r.text
         again = await client.post("/studies/a/run", json={"objective": "train", "max_trials": 40})
         assert again.status_code == 409 and "is running" in again.json()["detail"]
@@ -51,7 +53,9 @@ async def test_create_run_cancel_restart_resumes_interrupted_trials_first(tmp_pa
         }
         assert len(interrupted) == states["interrupted"]
 
-        r = await client.post("/studies/a/run", json={"objective": "train", "max_trials": 40, "concurrency": 8})
+        r = await client.post(
+            "/studies/a/run", json={"objective": "train", "max_trials": 40, "concurrency": 8}
+        )
         assert r.status_code == 202
         final = await wait_for(client, "a", lambda b: b["run"]["state"] != "running")
         assert final["run"]["state"] == "finished" and final["run"]["error"] is None
