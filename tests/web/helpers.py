@@ -60,9 +60,9 @@ async def running(service: StudyService, **headers: str) -> AsyncIterator[httpx.
             yield client
 
 
-async def wait_for(client: httpx.AsyncClient, name: str, done: Any, timeout: float = 20) -> dict[str, Any]:
+async def wait_for(client: httpx.AsyncClient, name: str, done: Any) -> dict[str, Any]:
     """Poll the study until ``done(body)`` holds (a client watching the API: what is tested)."""
-    with anyio.fail_after(timeout):
+    with anyio.fail_after(20):
         while True:
             r = await client.get(f"/studies/{name}")
             assert r.status_code == 200, r.text

@@ -142,10 +142,13 @@ async def test_values_the_library_refuses_are_422_with_its_message() -> None:
         r = await client.post("/studies/x/run", json={"objective": "train", "max_trials": True})
         assert "max_trials must be integer, got True" in error_of(r, 422)
         assert "study 'x' has no trial 3" in error_of(await client.get("/studies/x/trials/3"), 404)
-        for query, message in [
+        queries: list[tuple[dict[str, str | int], str]] = [
             ({"limit": "abc"}, "limit must be integer, got 'abc'"),
             ({"limit": 0}, "limit must be >= 1"),
-        ]:
+            ({"limit": 5000}, "limit must be at most 1000"),
+            ({"state": "sleeping"}, "state must be one of 'running', 'paused'"),
+        ]
+        for query, message in queries:
             assert message in error_of(await client.get("/studies/x/trials", params=query), 422)
 
 
@@ -220,7 +223,7 @@ async def test_a_service_that_is_not_running_says_how_to_run_it() -> None:
         StudyService("memory://", token="short")
     with pytest.raises(aa.ConfigError, match="job_lease must be a positive number of seconds, got 0"):
         StudyService("memory://", job_lease=0)
-    with pytest.raises(aa.ConfigError, match="Limits.max_trials must be a positive integer, got 0"):
+    with pytest.raises(aa.ConfigError, match=r"Limits\.max_trials must be a positive integer, got 0"):
         Limits(max_trials=0)
     with pytest.raises(aa.ConfigError, match="storage must be a URL string or a Storage, got 5"):
         StudyService(5)  # type: ignore[arg-type]
