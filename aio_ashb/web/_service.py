@@ -16,7 +16,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 from anyio.abc import TaskGroup
@@ -35,7 +35,6 @@ from aio_ashb import (
     delete_study,
     load_study,
 )
-from aio_ashb._study import Objective
 from aio_ashb.storage import open_storage
 from aio_ashb.web._leases import JobLeases, Lease, LeaseGone
 from aio_ashb.web._schemas import (
@@ -51,6 +50,9 @@ from aio_ashb.web._schemas import (
     space_from_json,
     value_from_json,
 )
+
+if TYPE_CHECKING:
+    from aio_ashb._study import Objective
 
 log = logging.getLogger("aio_ashb.web")
 
