@@ -162,3 +162,31 @@ def test_lease_table_rules() -> None:
         leases.get(b.id, now=0.0)
     assert gone.value.reason is None  # beyond ``remember`` ended leases: unknown
     assert leases.next_deadline() is None and leases.of_study("s") == []
+
+
+@pytest.mark.asyncio
+async def test_simultaneous_requests_on_one_study_never_share_a_trial() -> None:
+    service = StudyService("memory://", objectives={"train": make_objective(0.01)})
+    async with running(service) as client:
+        await client.post("/studies", json=study_body("j"))
+        numbers: list[int] = []
+
+        async def take() -> None:
+            numbers.append((await ask(client))["job"]["number"])
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(10):
+                tg.start_soon(take)
+        assert sorted(numbers) == list(range(10))
+        await client.post("/studies/j/cancel")
+        codes: list[int] = []
+
+        async def start() -> None:
+            run = {"objective": "train", "max_trials": 30, "concurrency": 5}
+            codes.append((await client.post("/studies/j/run", json=run)).status_code)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(3):
+                tg.start_soon(start)
+        assert sorted(codes) == [202, 409, 409]
+        await client.post("/studies/j/cancel")

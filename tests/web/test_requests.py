@@ -124,6 +124,21 @@ async def test_limits_bound_trials_concurrency_and_space() -> None:
         )
 
 
+async def test_limits_on_runs_and_open_jobs_at_once() -> None:
+    limits = Limits(max_runs=1, max_open_jobs=2)
+    service = StudyService("memory://", objectives={"train": make_objective(0.01)}, limits=limits)
+    async with running(service) as client:
+        for name in ("a", "b"):
+            await client.post("/studies", json=study_body(name))
+        run = {"objective": "train", "max_trials": 100}
+        assert (await client.post("/studies/a/run", json=run)).status_code == 202
+        assert "1 runs are in progress" in error_of(await client.post("/studies/b/run", json=run), 429)
+        await client.post("/studies/a/cancel")
+        for _ in range(2):
+            assert (await client.post("/studies/b/jobs")).json()["job"] is not None
+        assert "has 2 open jobs, the limit" in error_of(await client.post("/studies/b/jobs"), 429)
+
+
 async def test_values_the_library_refuses_are_422_with_its_message() -> None:
     service = StudyService("memory://", objectives={"train": make_objective(0)})
     async with running(service) as client:
