@@ -11,9 +11,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import importlib
 import io
 import json
 import math
+import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, NamedTuple
@@ -343,7 +345,51 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("db", metavar="DB", help="a study file (SQLite)")
     p.add_argument("study", metavar="STUDY", help="the study's name")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p = sub.add_parser("serve", help="serve a study file over HTTP: runs, status, jobs for remote workers")
+    p.add_argument("db", metavar="DB", help="a study file (SQLite; created if missing)")
+    p.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1; another host needs a token")
+    p.add_argument("--port", type=_positive_int, default=8000, help="default 8000")
+    p.add_argument("--token-env", metavar="VAR", help="read the bearer token from this environment variable")
+    p.add_argument(
+        "--objective",
+        action="append",
+        default=[],
+        metavar="NAME=MODULE:FUNCTION",
+        help="an objective runs may name (repeatable); without any, studies are driven by the job API",
+    )
+    p.add_argument("--job-lease", type=float, default=60.0, help="seconds a worker holds a job (default 60)")
+    p.add_argument("--root-path", default="", help="the path prefix a reverse proxy strips (e.g. /hpo)")
     return parser
+
+
+def _objective(spec: str) -> tuple[str, Any]:
+    """``NAME=MODULE:FUNCTION`` -> (NAME, the function)."""
+    name, eq, target = spec.partition("=")
+    module, colon, attr = target.partition(":")
+    if not (name and eq and module and colon and attr):
+        raise CliError(f"--objective must look like NAME=MODULE:FUNCTION, got {spec!r}")
+    try:
+        fn = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise CliError(f"--objective {spec!r}: cannot import {target!r} ({exc})") from None
+    return name, fn
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """Serve the file with the study service (blocking, until Ctrl-C)."""
+    from aio_ashb.web import StudyService, serve
+
+    token = None
+    if args.token_env is not None:
+        token = os.environ.get(args.token_env)
+        if not token:
+            raise CliError(f"--token-env {args.token_env}: that environment variable is not set")
+    objectives = dict(_objective(spec) for spec in args.objective)
+    service = StudyService(
+        f"sqlite:///{args.db}", objectives=objectives, token=token, job_lease=args.job_lease
+    )
+    serve(service, host=args.host, port=args.port, root_path=args.root_path, proxy_headers=True)
+    return 0
 
 
 async def _dispatch(args: argparse.Namespace) -> int:
@@ -369,6 +415,8 @@ async def _dispatch(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)  # bad usage: argparse prints one line and exits with 2
     try:
+        if args.command == "serve":  # uvicorn runs its own event loop
+            return _serve(args)
         return asyncio.run(_dispatch(args))
     except BrokenPipeError:  # `aio-ashb trials DB | head`: the reader left; nothing to say
         sys.stderr.close()

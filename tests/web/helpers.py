@@ -70,3 +70,6 @@ async def wait_for(client: httpx.AsyncClient, name: str, done: Any) -> dict[str,
             if done(body):
                 return body
             await anyio.sleep(0.02)
+
+
+train = make_objective(0.001)  # for `aio-ashb serve --objective train=tests.web.helpers:train`
