@@ -47,6 +47,7 @@ class JobLeases(Generic[J]):
     def __init__(self, ttl: float, *, remember: int = 10_000) -> None:
         self.ttl = ttl
         self._open: dict[str, Lease[J]] = {}
+        self._by_study: dict[str, dict[str, Lease[J]]] = {}
         self._ended: OrderedDict[str, Ended] = OrderedDict()
         self._remember = remember
         # (deadline, id) of every grant and renewal; stale entries are skipped when popped, so a
@@ -59,6 +60,7 @@ class JobLeases(Generic[J]):
     def grant(self, study: str, job: J, now: float) -> Lease[J]:
         lease = Lease(secrets.token_urlsafe(16), study, job, now + self.ttl)
         self._open[lease.id] = lease
+        self._by_study.setdefault(study, {})[lease.id] = lease
         heapq.heappush(self._deadlines, (lease.deadline, lease.id))
         return lease
 
@@ -85,6 +87,10 @@ class JobLeases(Generic[J]):
     def end(self, lease_id: str, reason: Ended) -> Lease[J]:
         """Remove the lease (it must be open) and remember how it ended."""
         lease = self._open.pop(lease_id)
+        held = self._by_study[lease.study]
+        del held[lease_id]
+        if not held:
+            del self._by_study[lease.study]
         self._ended[lease_id] = reason
         while len(self._ended) > self._remember:
             self._ended.popitem(last=False)
@@ -114,4 +120,7 @@ class JobLeases(Generic[J]):
         return None
 
     def of_study(self, study: str) -> list[Lease[J]]:
-        return [lease for lease in self._open.values() if lease.study == study]
+        return list(self._by_study.get(study, {}).values())
+
+    def count(self, study: str) -> int:
+        return len(self._by_study.get(study, ()))

@@ -312,6 +312,8 @@ def parse_json(raw: bytes) -> Any:
         raise RequestError(400, "malformed_json", f"the body is not UTF-8 text: {exc}") from None
     except ValueError as exc:  # json.JSONDecodeError is one
         raise RequestError(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise RequestError(400, "malformed_json", "the body's JSON is nested too deeply") from None
     try:
         json.dumps(value, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError as exc:

@@ -248,7 +248,7 @@ class StudyService:
                     "created_at": info.created,
                     "config": {k: v for k, v in info.config.items() if k != "format"},
                     "running": entry is not None and entry.running,
-                    "open_jobs": len(self._leases.of_study(info.name)),
+                    "open_jobs": self._leases.count(info.name),
                 }
             )
         return {"studies": found}
@@ -413,7 +413,7 @@ class StudyService:
         async with entry.lock:
             if entry.running:
                 raise _conflict(f"study {name!r} is being run by this service; cancel it to hand out jobs")
-            if len(self._leases.of_study(name)) >= self.limits.max_open_jobs:
+            if self._leases.count(name) >= self.limits.max_open_jobs:
                 raise RequestError(
                     429,
                     "too_many_jobs",

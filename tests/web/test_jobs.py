@@ -161,7 +161,9 @@ def test_lease_table_rules() -> None:
     with pytest.raises(LeaseGone) as gone:
         leases.get(b.id, now=0.0)
     assert gone.value.reason is None  # beyond ``remember`` ended leases: unknown
-    assert leases.next_deadline() is None and leases.of_study("s") == []
+    assert leases.next_deadline() is None and leases.of_study("s") == [] and leases.count("s") == 0
+    d = leases.grant("u", "job d", now=0.0)
+    assert leases.of_study("u") == [d] and leases.count("u") == 1 and leases.of_study("s") == []
 
 
 @pytest.mark.asyncio

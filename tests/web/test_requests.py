@@ -178,6 +178,9 @@ async def test_bodies_malformed_too_large_or_not_json() -> None:
         assert "NaN is not JSON" in error_of(r, 400)
         r = await client.post("/studies", content=b"\xff\xfe", headers={"content-type": "application/json"})
         assert "not UTF-8" in error_of(r, 400)
+        deep = b"[" * 1000 + b"]" * 1000  # within the size limit, beyond the parser's depth
+        r = await client.post("/studies", content=deep, headers={"content-type": "application/json"})
+        assert "nested too deeply" in error_of(r, 400)
         r = await client.post("/studies", content=b"[1, 2]", headers={"content-type": "application/json"})
         assert "the body must be object, got [1, 2]" in error_of(r, 422)
         r = await client.post(
