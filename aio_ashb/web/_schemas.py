@@ -343,12 +343,14 @@ def space_from_json(data: Mapping[str, Mapping[str, Any]]) -> SearchSpace:
     items: dict[str, Any] = {}
     for name, spec in data.items():
         kind = spec["type"]
+        a_kind = f"an {kind}" if kind == "int" else f"a {kind}"
         required, optional = _DIMENSION_FIELDS[kind]
         for key in spec:
             if key != "type" and key not in required | optional:
-                raise invalid(f"space.{name}: field {key!r} does not apply to a {kind} dimension")
-        for key in sorted(required - set(spec)):
-            raise invalid(f"space.{name}: a {kind} dimension needs {key!r}")
+                raise invalid(f"space.{name}: field {key!r} does not apply to {a_kind} dimension")
+        missing = sorted(required - set(spec))
+        if missing:
+            raise invalid(f"space.{name}: {a_kind} dimension needs {missing[0]!r}")
         if kind == "float":
             items[name] = Float(spec["low"], spec["high"], log=spec.get("log", False))
         elif kind == "int":
@@ -373,8 +375,8 @@ def sampler_from_json(data: Mapping[str, Any] | None) -> Sampler:
         return RandomSampler()
     options = {k: v for k, v in data.items() if k not in ("type", "seed")}
     if data["type"] == "random":
-        for key in options:
-            raise invalid(f"sampler: field {key!r} does not apply to the random sampler")
+        if options:
+            raise invalid(f"sampler: field {sorted(options)[0]!r} does not apply to the random sampler")
         return RandomSampler(data.get("seed"))
     unknown = set(options) - _TPE_ONLY
     if unknown:  # the schema lists exactly the TPE options; kept in step with TPESampler here

@@ -51,6 +51,11 @@ async def test_unknown_fields_are_refused_by_name() -> None:
             ),
             (
                 "/studies",
+                study_body("x", space={"n": {"type": "int", "low": 1}}),
+                "space.n: an int dimension needs 'high'",
+            ),
+            (
+                "/studies",
                 study_body("x", scheduler={"max_resources": 9}),
                 "unknown field 'max_resources' in scheduler",
             ),
