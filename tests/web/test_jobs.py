@@ -72,7 +72,7 @@ async def test_a_job_from_ask_to_decision() -> None:
 
 @pytest.mark.asyncio
 async def test_an_expired_lease_gives_the_trial_back_and_refuses_the_late_report() -> None:
-    service = StudyService("memory://", job_lease=0.2)
+    service = StudyService("memory://", job_lease=0.4)
     async with running(service) as client:
         await client.post(
             "/studies",
@@ -83,16 +83,16 @@ async def test_an_expired_lease_gives_the_trial_back_and_refuses_the_late_report
             "decision"
         ] == "continue"
         kept = (await ask(client))["job"]
-        for _ in range(4):  # heartbeats keep this one past several lease times
+        for _ in range(8):  # heartbeats keep this one alive for twice the lease time
             await anyio.sleep(0.1)
             r = await client.post(f"/studies/j/jobs/{kept['lease']}/heartbeat")
-            assert r.status_code == 200 and r.json()["lease_ttl"] == 0.2
+            assert r.status_code == 200 and r.json()["lease_ttl"] == 0.4
         # Nobody touched the lost lease: the service gave its trial back on its own.
         study = (await client.get("/studies/j")).json()
         assert study["jobs"] == [kept["number"]] and study["status"]["states"]["interrupted"] == 1
         r = await report(client, lost, value=0.9, step=2)
         assert r.status_code == 409 and r.json()["error"] == "lease_gone"
-        assert "expired (no heartbeat or report within 0.2 s)" in r.json()["detail"]
+        assert "expired (no heartbeat or report within 0.4 s)" in r.json()["detail"]
         again = (await ask(client))["job"]  # the same trial, from its checkpoint: not a copy
         assert (again["number"], again["params"], again["step"], again["checkpoint"]) == (
             lost["number"], lost["params"], 1, {"at": 1}
