@@ -210,7 +210,12 @@ class StudyService:
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: object = None) -> AsyncIterator[None]:
-        """``async with service:`` in the shape of a Starlette/FastAPI ``lifespan``."""
+        """``async with service:`` in the shape of a Starlette/FastAPI ``lifespan``. If the
+        service is running already (a host app's lifespan started it, and a server that does run
+        mounted apps' lifespans calls this too), it does nothing: whoever started it stops it."""
+        if self._tg is not None and not self._closing:
+            yield
+            return
         async with self:
             yield
 

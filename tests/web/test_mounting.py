@@ -76,6 +76,12 @@ async def test_a_service_runs_once() -> None:
         with pytest.raises(RuntimeError, match="already running"):
             async with service:
                 pass
+        # The app's own lifespan, run by a server that runs mounted lifespans, leaves it alone.
+        async with service.app.router.lifespan_context(service.app):
+            pass
+        transport = httpx.ASGITransport(app=service.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            assert (await client.get("/studies")).status_code == 200
     with pytest.raises(RuntimeError, match="already running \\(or was closed\\)"):
         async with service:
             pass
