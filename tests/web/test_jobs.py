@@ -9,6 +9,7 @@ import anyio
 import httpx
 import pytest
 
+import aio_ashb as aa
 from aio_ashb.web import StudyService
 from aio_ashb.web._leases import JobLeases, LeaseGone
 from tests.web.helpers import loss, make_objective, running, study_body
@@ -192,3 +193,24 @@ async def test_simultaneous_requests_on_one_study_never_share_a_trial() -> None:
                 tg.start_soon(start)
         assert sorted(codes) == [202, 409, 409]
         await client.post("/studies/j/cancel")
+
+
+@pytest.mark.asyncio
+async def test_a_stopped_service_gives_its_jobs_back_and_a_new_one_resumes_them() -> None:
+    storage = aa.MemoryStorage()  # shared by both services, as a file would be
+    async with running(StudyService(storage)) as client:
+        await client.post("/studies", json=study_body("j"))
+        await client.post("/studies", json=study_body("k"))
+        job = (await ask(client))["job"]
+        assert (await report(client, job, value=2.0, step=1)).json()["decision"] == "pause"
+        job = (await ask(client))["job"]
+        r = await client.post(f"/studies/k/jobs/{job['lease']}/report", json={"value": 1.0})
+        assert r.status_code == 404 and "study 'k' has no job lease" in r.json()["detail"]
+    async with running(StudyService(storage)) as client:
+        states = (await client.get("/studies/j")).json()["status"]["states"]
+        assert states["interrupted"] == 1 and states["running"] == 0
+        r = await report(client, job, value=1.0)
+        assert r.status_code == 404  # leases do not outlive their service
+        again = (await ask(client))["job"]
+        assert (again["number"], again["params"]) == (job["number"], job["params"])
+    await storage.close()
