@@ -173,6 +173,16 @@ class Study:
         """Every trial, by number: state, params, rungs reached and values recorded there."""
         return self._core.trials()
 
+    def trial(self, number: int) -> FrozenTrial:
+        """Trial ``number`` alone (what ``trials[number]`` is, without building every trial);
+        StateError for a number the study does not have."""
+        return self._core.frozen(number)
+
+    @property
+    def n_trials(self) -> int:
+        """How many trials the study has (numbered from 0)."""
+        return self._core.n_trials
+
     @property
     def best_trial(self) -> FrozenTrial | None:
         """The best trial at the highest milestone reached so far (None before any milestone)."""

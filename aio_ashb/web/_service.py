@@ -324,12 +324,15 @@ class StudyService:
         offset = params.get("offset", 0)
         limit = params.get("limit", 100)
         state = params.get("state")
-        trials = entry.study.trials
-        if state is not None:
-            trials = [t for t in trials if t.state.value == state]
-        page = trials[offset : offset + limit]
+        study = entry.study
+        if state is None:  # a page costs its own trials, however large the study
+            total = study.n_trials
+            page = [study.trial(n) for n in range(offset, min(total, offset + limit))]
+        else:  # filtered: every trial is read once (a state index in the core would avoid it)
+            matching = [t for t in study.trials if t.state.value == state]
+            total, page = len(matching), matching[offset : offset + limit]
         return {
-            "total": len(trials),
+            "total": total,
             "offset": offset,
             "limit": limit,
             "trials": [_trial_json(t, brief=True) for t in page],
@@ -337,13 +340,12 @@ class StudyService:
 
     async def trial(self, name: str, number: int) -> dict[str, Any]:
         entry = await self._entry(name)
-        trials = entry.study.trials
-        if not 0 <= number < len(trials):
+        if not 0 <= number < entry.study.n_trials:
             raise RequestError(404, "not_found", f"study {name!r} has no trial {number}")
         curve = await entry.study.learning_curve(number)
         steps = sorted(curve)
         return {
-            **_trial_json(trials[number], brief=False),
+            **_trial_json(entry.study.trial(number), brief=False),
             "curve": {"steps": steps, "values": [curve[s] for s in steps]},
         }
 

@@ -100,6 +100,11 @@ async def test_load_study_replays_and_checks_the_configuration() -> None:
     await study.run(_noop, max_trials=12, concurrency=3)
     again = await aa.load_study(name="s", storage=storage)
     assert again.trials == study.trials
+    assert again.n_trials == len(study.trials) == 12
+    assert [again.trial(n) for n in range(12)] == study.trials  # one trial without all of them
+    for missing in (-1, 12, True, "0"):
+        with pytest.raises(aa.StateError, match="there is no trial"):
+            again.trial(missing)  # type: ignore[arg-type]
     assert again.best_trial == study.best_trial
     assert again.rung_sizes == study.rung_sizes == study.rungs  # `rungs`: the first name, kept
     assert again.states == study.states == study.counts == study.status().states
