@@ -151,7 +151,8 @@ UPSERT_LEASE = (
 )
 SELECT_EVENTS = "SELECT kind, number, step, value, time, data FROM events WHERE study_id = ? ORDER BY seq"
 SELECT_EVENTS_AFTER = (
-    "SELECT seq, kind, number, step, value, time, data FROM events WHERE study_id = ? AND seq > ? ORDER BY seq"
+    "SELECT seq, kind, number, step, value, time, data FROM events WHERE study_id = ? AND seq > ? "
+    "ORDER BY seq"
 )
 
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import hmac
 import html
+import importlib.util
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -39,11 +39,11 @@ STATIC = Path(__file__).parent / "static"
 
 def plotly_js() -> Path:
     """plotly.js as the ``plotly`` Python package ships it (served locally: no CDN)."""
-    try:
-        import plotly
-    except ImportError as exc:
-        raise MissingDependencyError('the dashboard needs plotly: pip install "aio_ashb[web]"') from exc
-    path = Path(str(resources.files(plotly) / "package_data" / "plotly.min.js"))
+    # Found, not imported: the dashboard needs only this file of the package.
+    spec = importlib.util.find_spec("plotly")
+    if spec is None or spec.origin is None:
+        raise MissingDependencyError('the dashboard needs plotly: pip install "aio_ashb[web]"')
+    path = Path(spec.origin).parent / "package_data" / "plotly.min.js"
     if not path.is_file():
         raise MissingDependencyError(f"the plotly package has no {path}; reinstall it")
     return path
@@ -166,7 +166,9 @@ class Dashboard:
             def get(view: StudyView) -> Any:
                 if not 0 <= number < view.core.n_trials:
                     raise RequestError(
-                        404, "not_found", f"study {view.name!r} has no trial {number} (it has {view.core.n_trials})"
+                        404,
+                        "not_found",
+                        f"study {view.name!r} has no trial {number} (it has {view.core.n_trials})",
                     )
                 return view.trial(number)
 

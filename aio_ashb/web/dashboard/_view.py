@@ -252,7 +252,7 @@ class StudyView:
 
     def trial_row(self, number: int, points: int = CURVE_POINTS) -> dict[str, Any]:
         t = self.core.frozen(number)
-        row = json_safe(trial_row(t, self.param_names))
+        row: dict[str, Any] = json_safe(trial_row(t, self.param_names))
         c = self._curves.get(number, _Curve())
         steps, values = thin(c.steps, c.values, points, self._milestone_set)
         row["level"] = self._level(t.resource)
