@@ -20,10 +20,10 @@ from typing import Any
 
 from aio_ashb._core import (
     ASHA,
+    Checkpointed,
     Core,
     Decision,
     Direction,
-    Enqueued,
     Event,
     Reported,
     TrialCreated,
@@ -127,7 +127,6 @@ class StudyView:
         self._best = math.inf
         self.best_times: list[float] = []
         self.best_values: list[float] = []
-        self.best_numbers: list[int] = []
         self._promoted: dict[tuple[int, int], int] = {}  # (bracket, milestone promoted from) -> count
         self._stopped: dict[tuple[int, int], int] = {}  # (bracket, highest milestone) -> count
         self.segments: list[Segment] = []
@@ -135,6 +134,7 @@ class StudyView:
         self._free: list[int] = []  # free slots (a heap: the lowest is taken first)
         self.slots = 0
         self._trial_segments: dict[int, list[int]] = {}
+        self._bracket: dict[int, int] = {}
         self._trials = _Touched()
         self._segs = _Touched()
 
@@ -148,40 +148,50 @@ class StudyView:
 
     def _apply(self, ev: Event, seq: int) -> None:
         decision = self.core.apply(ev)  # first: an event the core refuses changes nothing here
-        self.last_time = max(self.last_time, ev.time)
-        if isinstance(ev, Enqueued):  # no trial number: it only changes the core's queue
-            return
-        number: int = ev.number
-        if isinstance(ev, TrialCreated):
-            self._curves[number] = _Curve()
-            self._start(number, ev.time, seq)
-        elif isinstance(ev, Reported):
+        if ev.time > self.last_time:
+            self.last_time = ev.time
+        kind = type(ev)  # exact types (the events are final): cheaper than isinstance chains
+        if kind is Reported:
+            assert isinstance(ev, Reported)
+            number = ev.number
             c = self._curves[number]
             c.steps.append(ev.step)
             c.values.append(ev.value)
             self.reports += 1
-            if math.isfinite(ev.value) and self._sign * ev.value < self._best:
+            if self._sign * ev.value < self._best and math.isfinite(ev.value):  # as plots: never NaN, inf
                 self._best = self._sign * ev.value
                 self.best_times.append(ev.time - self.created)
                 self.best_values.append(ev.value)
-                self.best_numbers.append(number)
             if decision is Decision.PAUSE:
                 c.marks.append(("paused", ev.step, ev.value))
-            if decision in (Decision.PAUSE, Decision.STOP, Decision.COMPLETE):
+            if decision is not Decision.CONTINUE:  # paused, stopped or complete: it stops running
                 self._stop(number, ev.time, seq)
-        elif isinstance(ev, TrialPromoted):
+        elif kind is TrialCreated:
+            assert isinstance(ev, TrialCreated)
+            number = ev.number
+            self._curves[number] = _Curve()
+            self._bracket[number] = ev.bracket
+            self._start(number, ev.time, seq)
+        elif kind is TrialPromoted:
+            assert isinstance(ev, TrialPromoted)
+            number = ev.number
             c = self._curves[number]
-            bracket = self.core.frozen(number).bracket
-            frm = self.bracket_milestones[bracket][ev.rung - 1]
-            self._promoted[(bracket, frm)] = self._promoted.get((bracket, frm), 0) + 1
+            bracket = self._bracket[number]
+            key = (bracket, self.bracket_milestones[bracket][ev.rung - 1])
+            self._promoted[key] = self._promoted.get(key, 0) + 1
             if c.steps:
                 c.marks.append(("promoted", c.steps[-1], c.values[-1]))
             self._start(number, ev.time, seq)
-        elif isinstance(ev, TrialResumed):
-            self._start(number, ev.time, seq)
-        elif isinstance(ev, TrialInterrupted):
-            self._stop(number, ev.time, seq)
-        elif isinstance(ev, TrialEnded):
+        elif kind is TrialResumed or kind is TrialInterrupted:
+            assert isinstance(ev, (TrialResumed, TrialInterrupted))
+            number = ev.number
+            if kind is TrialResumed:
+                self._start(number, ev.time, seq)
+            else:
+                self._stop(number, ev.time, seq)
+        elif kind is TrialEnded:
+            assert isinstance(ev, TrialEnded)
+            number = ev.number
             self._stop(number, ev.time, seq)
             c = self._curves[number]
             if ev.state in (TrialState.STOPPED, TrialState.FAILED) and c.steps:
@@ -190,6 +200,11 @@ class StudyView:
                 t = self.core.frozen(number)
                 key = (t.bracket, t.resource)
                 self._stopped[key] = self._stopped.get(key, 0) + 1
+        elif kind is Checkpointed:
+            assert isinstance(ev, Checkpointed)
+            number = ev.number
+        else:  # Enqueued: no trial number, it only changes the core's queue
+            return
         self._trials.touch(number, seq)
 
     def _start(self, number: int, t: float, seq: int) -> None:
