@@ -103,7 +103,7 @@ def _poller(db: str, every: float, stop: Any, polls: Any) -> None:
         try:
             while not stop.is_set():
                 # What a study page asks for: the changes since the last sequence number it saw.
-                seq = await dashboard.read("big", lambda v: (v.update(seq), v.seq)[1])
+                seq = await dashboard.read("big", lambda v, since=seq: (v.update(since), v.seq)[1])
                 polls.value += 1
                 await anyio.sleep(every)
         finally:
