@@ -23,6 +23,7 @@ import statistics
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ import anyio
 
 import aio_ashb as aa
 from aio_ashb.web import Dashboard
+from aio_ashb.web.dashboard import StudyView
 from bench._workload import SPACE, curve_terms, machine
 
 
@@ -96,6 +98,11 @@ async def scale(db: Path, trials: int) -> list[tuple[str, str]]:
     ]
 
 
+def _poll(view: StudyView, since: int) -> int:
+    view.update(since)
+    return view.seq
+
+
 def _poller(db: str, every: float, stop: Any, polls: Any) -> None:
     async def go() -> None:
         dashboard = Dashboard(db)
@@ -103,7 +110,7 @@ def _poller(db: str, every: float, stop: Any, polls: Any) -> None:
         try:
             while not stop.is_set():
                 # What a study page asks for: the changes since the last sequence number it saw.
-                seq = await dashboard.read("big", lambda v, since=seq: (v.update(since), v.seq)[1])
+                seq = await dashboard.read("big", partial(_poll, since=seq))
                 polls.value += 1
                 await anyio.sleep(every)
         finally:
