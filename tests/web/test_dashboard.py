@@ -292,3 +292,25 @@ def test_thinning_keeps_milestones_and_the_last_point() -> None:
     assert len(s) <= 53 and s[0] == 1 and s[-1] == 1000 and {81, 243} <= set(s)
     assert v == [math.sqrt(x) for x in s]
     assert thin([1, 2], [0.5, 0.25], 50, set()) == ([1, 2], [0.5, 0.25])
+
+
+@pytest.mark.asyncio
+async def test_mounted_under_a_prefix(tmp_path: Path) -> None:
+    """Mounted in a host's Starlette app: its pages point at the prefix, its API answers there."""
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    db = tmp_path / "s.db"
+    await run_study(db, trials=3)
+    dashboard = Dashboard(db)
+    host = Starlette(routes=[Mount("/dash", app=dashboard.app)])
+    try:
+        transport = httpx.ASGITransport(app=host)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            page = await c.get("/dash/studies/s")
+            assert page.status_code == 200 and 'data-root="/dash"' in page.text
+            assert 'src="/dash/static/plotly.min.js"' in page.text
+            assert (await c.get("/dash/static/dashboard.js")).status_code == 200
+            assert (await c.get("/dash/api/studies/s")).json()["summary"]["trials"] == 3
+    finally:
+        await dashboard.aclose()

@@ -155,7 +155,7 @@ def test_watching_a_running_study(served: tuple[str, Path], tmp_path: Path) -> N
             assert "trials" in shown
 
             page.fill("#filter-search", "")
-            page.evaluate("Plotly.relayout('chart-best', {'xaxis.autorange': true})")
+            page.evaluate("Plotly.relayout('chart-best', {'xaxis.autorange': true}); window.scrollTo(0, 0)")
             page.wait_for_timeout(1500)
             page.screenshot(path=tmp_path / "study.png")  # the charts and the table's first rows
 
@@ -174,7 +174,7 @@ def test_watching_a_running_study(served: tuple[str, Path], tmp_path: Path) -> N
             phone.wait_for_timeout(1500)
             width: Any = phone.evaluate("document.documentElement.scrollWidth")
             assert width <= 390
-            phone.screenshot(path=tmp_path / "study-phone.png", full_page=True)
+            phone.screenshot(path=tmp_path / "study-phone.png")
             browser.close()
             assert not errors, errors
     finally:

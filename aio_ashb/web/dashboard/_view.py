@@ -33,7 +33,7 @@ from aio_ashb._core import (
     TrialResumed,
     TrialState,
 )
-from aio_ashb._report import status_of, trial_row
+from aio_ashb._report import StudyStatus, status_of, trial_row
 
 #: At most this many points of one curve are sent for the study's chart (a trial's own page
 #: gets :data:`TRIAL_POINTS`): the milestones' points are always kept.
@@ -68,6 +68,9 @@ class _Touched:
     def touch(self, key: int, seq: int) -> None:
         self._seq.pop(key, None)
         self._seq[key] = seq
+
+    def last(self, key: int) -> int:
+        return self._seq.get(key, 0)
 
     def since(self, seq: int) -> list[int]:
         out = []
@@ -135,6 +138,8 @@ class StudyView:
         self.slots = 0
         self._trial_segments: dict[int, list[int]] = {}
         self._bracket: dict[int, int] = {}
+        self._status: tuple[int, StudyStatus] | None = None
+        self._rows: dict[int, tuple[int, dict[str, Any]]] = {}  # number -> (its change seq, row)
         self._trials = _Touched()
         self._segs = _Touched()
 
@@ -229,9 +234,16 @@ class StudyView:
         self._segs.touch(i, seq)
 
     # ------------------------------------------------------------------ what is sent
+    def status(self) -> StudyStatus:
+        """The core's status, computed once per change (it scans the paused trials), not once
+        per poll."""
+        if self._status is None or self._status[0] != self.seq:
+            self._status = (self.seq, status_of(self.name, self.core, reports=self.reports))
+        return self._status[1]
+
     def summary(self) -> dict[str, Any]:
         """The study in one line of the studies page."""
-        st = status_of(self.name, self.core, reports=self.reports)
+        st = self.status()
         best = st.best
         return {
             "name": self.name,
@@ -247,7 +259,7 @@ class StudyView:
         }
 
     def rungs(self) -> list[dict[str, Any]]:
-        st = status_of(self.name, self.core)
+        st = self.status()
         many = len(self.bracket_milestones) > 1
         return [
             {
@@ -266,6 +278,10 @@ class StudyView:
         return self.milestones.index(resource) if resource in self._milestone_set else -1
 
     def trial_row(self, number: int, points: int = CURVE_POINTS) -> dict[str, Any]:
+        changed = self._trials.last(number)
+        cached = self._rows.get(number)
+        if points == CURVE_POINTS and cached is not None and cached[0] == changed:
+            return cached[1]  # unchanged since built: another page opening reuses it
         t = self.core.frozen(number)
         row: dict[str, Any] = json_safe(trial_row(t, self.param_names))
         c = self._curves.get(number, _Curve())
@@ -273,6 +289,8 @@ class StudyView:
         row["level"] = self._level(t.resource)
         row["curve"] = [steps, [finite(v) for v in values]]
         row["marks"] = [[k, s, finite(v)] for k, s, v in c.marks]
+        if points == CURVE_POINTS:
+            self._rows[number] = (changed, row)
         return row
 
     def update(self, since: int) -> dict[str, Any]:
@@ -291,7 +309,7 @@ class StudyView:
             "seq": self.seq,
             "full": since == 0,
             "summary": self.summary(),
-            "status": json_safe(status_of(self.name, self.core, reports=self.reports).to_dict()),
+            "status": json_safe(self.status().to_dict()),
             "milestones": self.milestones,
             "param_names": self.param_names,
             "slots": self.slots,
