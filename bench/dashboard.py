@@ -69,6 +69,10 @@ async def scale(db: Path, trials: int) -> list[tuple[str, str]]:
     t0 = time.perf_counter()
     await write_study(db, trials, 0.0, "buffered")
     written = time.perf_counter() - t0
+    async with aa.SQLiteStorage(db, readonly=True) as storage:
+        t0 = time.perf_counter()
+        await storage.read_events_after("big", 0)
+        reading = time.perf_counter() - t0
     dashboard = Dashboard(db)
     try:
         t0 = time.perf_counter()
@@ -89,6 +93,7 @@ async def scale(db: Path, trials: int) -> list[tuple[str, str]]:
     return [
         ("trials / events", f"{full['summary']['trials']:,} / {seq:,} (written in {written:.1f} s)"),
         ("open: read + fold every event", f"{opened:.2f} s"),
+        ("  of which reading and decoding the rows", f"{reading:.2f} s (measured alone)"),
         ("first full update (a page opens)", f"{first:.2f} s, {_size(full) / 1e6:.1f} MB of JSON"),
         ("update, nothing new", f"{idle * 1000:.1f} ms"),
         (

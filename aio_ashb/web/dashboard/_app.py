@@ -102,6 +102,7 @@ class Dashboard:
                     info, last, events = await storage.read_events_after(name, 0)
             except Exception:
                 self._views.pop(name, None)
+                self._locks.pop(name, None)  # unknown names must not pile up locks
                 raise
             if view is None:
                 view = StudyView(name, info.config, info.created, _core_from(name, storage, info.config))
