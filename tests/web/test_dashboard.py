@@ -314,3 +314,25 @@ async def test_mounted_under_a_prefix(tmp_path: Path) -> None:
             assert (await c.get("/dash/api/studies/s")).json()["summary"]["trials"] == 3
     finally:
         await dashboard.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_damaged_log_is_a_json_503_and_read_again(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    await run_study(db, trials=3)
+    async with client(db) as c:
+        seq = (await c.get("/api/studies/s")).json()["seq"]
+        # A report of a trial that was never created: the scheduler's core refuses it.
+        with sqlite3.connect(db) as conn:
+            conn.execute(
+                "INSERT INTO events (study_id, seq, kind, number, step, value, time, data) "
+                "VALUES (1, ?, 1, 99, 1, 0.5, 0, NULL)",
+                (seq + 1,),
+            )
+        for _ in range(2):  # the view was dropped, not left half-folded: the same answer again
+            r = await c.get(f"/api/studies/s?since={seq}")
+            assert r.status_code == 503 and "cannot be replayed" in r.json()["detail"], r.text
+        with sqlite3.connect(db) as conn:
+            conn.execute("DELETE FROM events WHERE seq = ?", (seq + 1,))
+        r = await c.get("/api/studies/s")
+        assert r.status_code == 200 and r.json()["summary"]["trials"] == 3

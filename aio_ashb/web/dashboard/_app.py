@@ -27,7 +27,14 @@ from starlette.responses import FileResponse, HTMLResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from aio_ashb import MissingDependencyError, SQLiteStorage, StorageLocationError
+from aio_ashb import (
+    AioAshbError,
+    CorruptDatabaseError,
+    MissingDependencyError,
+    SQLiteStorage,
+    StorageError,
+    StorageLocationError,
+)
 from aio_ashb._factory import _core_from
 from aio_ashb.web._app import JSONResponse, _from_exception, _http_error
 from aio_ashb.web._schemas import RequestError
@@ -108,7 +115,16 @@ class Dashboard:
                 view = StudyView(name, info.config, info.created, _core_from(name, storage, info.config))
             if events or last != view.seq:
                 # A first read may be a million events: folded off the event loop.
-                await anyio.to_thread.run_sync(view.fold, events, last)
+                try:
+                    await anyio.to_thread.run_sync(view.fold, events, last)
+                except BaseException as exc:  # folded in part: start again from the log next time
+                    self._views.pop(name, None)
+                    if isinstance(exc, AioAshbError) and not isinstance(exc, StorageError):
+                        # The core refused an event: the log is damaged, not the request.
+                        raise CorruptDatabaseError(
+                            f"study {name!r} in {self.path}: its log cannot be replayed ({exc})"
+                        ) from exc
+                    raise
             self._views[name] = view
             return what(view)
 
