@@ -9,6 +9,7 @@ const ROOT = body.dataset.root || "";
 const POLL_MS = 1000;
 const TABLE_LIMIT = 500; // rows drawn at once; the filters reach the others
 const TIMELINE_LIMIT = 3000; // most recent running stretches drawn
+const CURVE_LIMIT = 3000; // curves drawn: those that went furthest first, then the newest
 const PALETTE = ["#440154", "#3b528b", "#21918c", "#5ec962", "#c8b800", "#fd8d3c", "#e6194b"];
 const NO_MILESTONE = "#9aa0a6";
 
@@ -220,7 +221,12 @@ function studyPage() {
     // One trace per colour, curves separated by gaps: thousands of trials stay one trace each.
     const levels = new Map();
     const marks = { promoted: [[], [], []], paused: [[], [], []], stopped: [[], [], []], failed: [[], [], []] };
-    for (const t of trials.values()) {
+    let drawn = [...trials.values()];
+    if (drawn.length > CURVE_LIMIT) {
+      drawn = drawn.sort((a, b) => b.level - a.level || b.number - a.number).slice(0, CURVE_LIMIT);
+    }
+    setText("curves-shown", drawn.length < trials.size ? `(${drawn.length} of ${trials.size} trials drawn: those that went furthest)` : "");
+    for (const t of drawn) {
       let tr = levels.get(t.level);
       if (!tr) levels.set(t.level, (tr = { x: [], y: [], n: [] }));
       const [steps, values] = t.curve;
