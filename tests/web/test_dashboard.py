@@ -336,3 +336,14 @@ async def test_a_damaged_log_is_a_json_503_and_read_again(tmp_path: Path) -> Non
             conn.execute("DELETE FROM events WHERE seq = ?", (seq + 1,))
         r = await c.get("/api/studies/s")
         assert r.status_code == 200 and r.json()["summary"]["trials"] == 3
+
+
+@pytest.mark.asyncio
+async def test_an_empty_file_has_no_studies(tmp_path: Path) -> None:
+    db = tmp_path / "empty.db"
+    db.touch()  # a 0-byte file is a valid, empty SQLite database
+    async with client(db) as c:
+        assert (await c.get("/api/studies")).json() == {"file": "empty.db", "studies": []}
+        r = await c.get("/api/studies/s")
+        assert r.status_code == 404 and "the file is empty" in r.json()["detail"]
+    assert db.stat().st_size == 0  # nor did it create any table

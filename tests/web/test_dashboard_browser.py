@@ -135,11 +135,14 @@ def test_watching_a_running_study(served: tuple[str, Path], tmp_path: Path) -> N
             assert values == sorted(values) and values
             button.press("Enter")  # by keyboard too
             expect(header).to_have_attribute("aria-sort", "descending")
+            # Rows are kept and updated in place: a node marked now is still there after updates.
+            page.evaluate("document.querySelector('#trials tbody tr').dataset.kept = 'yes'")
             seen = page.locator("#reports").text_content() or ""
             expect(page.locator("#reports")).not_to_have_text(seen, timeout=3000)
             page.wait_for_timeout(300)
             values = _numbers(page, 5)
             assert values == sorted(values, reverse=True)
+            assert page.locator('#trials tbody tr[data-kept="yes"]').count() == 1
             expect(header).to_have_attribute("aria-sort", "descending")
 
             # Filter by state, then search the parameters.
