@@ -46,6 +46,7 @@ class _Curve:
     steps: list[int] = field(default_factory=list)
     values: list[float] = field(default_factory=list)
     marks: list[tuple[str, int, float]] = field(default_factory=list)  # (kind, step, value)
+    checkpoints: list[int] = field(default_factory=list)  # the step of every checkpoint taken
 
 
 @dataclass(slots=True)
@@ -208,6 +209,7 @@ class StudyView:
         elif kind is Checkpointed:
             assert isinstance(ev, Checkpointed)
             number = ev.number
+            self._curves[number].checkpoints.append(ev.step)
         else:  # Enqueued: no trial number, it only changes the core's queue
             return
         self._trials.touch(number, seq)
@@ -324,8 +326,9 @@ class StudyView:
         return [i, s.number, s.slot, s.start, s.end]
 
     def trial(self, number: int) -> dict[str, Any]:
-        """One trial's page: its row, the longer curve, the full error, every running stretch.
-        The checkpoint's step only: payloads are never read."""
+        """One trial's page: its row, the longer curve, the full error, every running stretch,
+        the steps of the checkpoints it took and of the one kept (``None`` once dropped).
+        Steps only: payloads are never read."""
         t = self.core.frozen(number)
         row = self.trial_row(number, TRIAL_POINTS)
         return {
@@ -333,6 +336,7 @@ class StudyView:
             "params": json_safe(t.params),
             "rung_values": {str(k): json_safe(v) for k, v in t.rung_values.items()},
             "checkpoint_step": t.checkpoint_step,
+            "checkpoints": list(self._curves[number].checkpoints) if number in self._curves else [],
             "error": t.error,
             "milestones": self.bracket_milestones[t.bracket],
             "segments": [self._segment(i) for i in self._trial_segments.get(number, [])],

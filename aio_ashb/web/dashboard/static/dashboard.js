@@ -334,6 +334,7 @@ function trialPage() {
     seq = t.seq;
     for (const k of ["state", "bracket", "resource", "value", "step"]) setText(k, t[k]);
     setText("checkpoint", t.checkpoint_step === null ? "none" : t.checkpoint_step);
+    setText("checkpoints", t.checkpoints.length ? t.checkpoints.join(", ") : "none");
     const fill = (id, obj) => {
       const tb = document.querySelector("#" + id + " tbody");
       tb.replaceChildren(
