@@ -359,6 +359,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--job-lease", type=float, default=60.0, help="seconds a worker holds a job (default 60)")
     p.add_argument("--root-path", default="", help="the path prefix a reverse proxy strips (e.g. /hpo)")
+    p = sub.add_parser("dashboard", help="a live, read-only dashboard of a study file, in the browser")
+    p.add_argument("db", metavar="DB", help="a study file (SQLite); opened read-only")
+    p.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1; another host needs a token")
+    p.add_argument("--port", type=_positive_int, default=8080, help="default 8080")
+    p.add_argument("--token-env", metavar="VAR", help="read the bearer token from this environment variable")
+    p.add_argument("--root-path", default="", help="the path prefix a reverse proxy strips (e.g. /hpo)")
     return parser
 
 
@@ -375,20 +381,38 @@ def _objective(spec: str) -> tuple[str, Any]:
     return name, fn
 
 
-def _serve(args: argparse.Namespace) -> int:
-    """Serve the file with the study service (blocking, until Ctrl-C)."""
-    from aio_ashb.web import StudyService, serve
-
+def _token(args: argparse.Namespace) -> str | None:
     token = None
     if args.token_env is not None:
         token = os.environ.get(args.token_env)
         if not token:
             raise CliError(f"--token-env {args.token_env}: that environment variable is not set")
+    return token
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """Serve the file with the study service (blocking, until Ctrl-C)."""
+    from aio_ashb.web import StudyService, serve
+
+    token = _token(args)
     objectives = dict(_objective(spec) for spec in args.objective)
     service = StudyService(
         f"sqlite:///{args.db}", objectives=objectives, token=token, job_lease=args.job_lease
     )
     serve(service, host=args.host, port=args.port, root_path=args.root_path, proxy_headers=True)
+    return 0
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    """Serve the read-only dashboard of the file (blocking, until Ctrl-C)."""
+    from aio_ashb.web import Dashboard, check_host, serve_dashboard
+
+    if not os.path.isfile(args.db):
+        raise CliError(f"no such file: {args.db}")
+    dashboard = Dashboard(args.db, token=_token(args))
+    check_host(args.host, dashboard)  # before printing where it listens
+    print(f"aio_ashb dashboard of {args.db}: http://{args.host}:{args.port}{args.root_path}/", flush=True)
+    serve_dashboard(dashboard, host=args.host, port=args.port, root_path=args.root_path, log_level="warning")
     return 0
 
 
@@ -417,6 +441,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":  # uvicorn runs its own event loop
             return _serve(args)
+        if args.command == "dashboard":
+            return _dashboard(args)
         return asyncio.run(_dispatch(args))
     except BrokenPipeError:  # `aio-ashb trials DB | head`: the reader left; nothing to say
         sys.stderr.close()

@@ -150,6 +150,10 @@ UPSERT_LEASE = (
     "pid = excluded.pid, machine = excluded.machine, started = excluded.started"
 )
 SELECT_EVENTS = "SELECT kind, number, step, value, time, data FROM events WHERE study_id = ? ORDER BY seq"
+SELECT_EVENTS_AFTER = (
+    "SELECT seq, kind, number, step, value, time, data FROM events WHERE study_id = ? AND seq > ? "
+    "ORDER BY seq"
+)
 
 
 def encode(study_id: int, seq: int, ev: Event) -> tuple[Any, ...]:

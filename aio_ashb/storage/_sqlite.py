@@ -83,6 +83,7 @@ from aio_ashb.storage._schema import (
     REPORTED,
     SCHEMA_VERSION,
     SELECT_EVENTS,
+    SELECT_EVENTS_AFTER,
     UPSERT_LEASE,
     decode_all,
     encode,
@@ -556,6 +557,32 @@ class SQLiteStorage(Storage):
             raise StudyNotFoundError(f"no study named {name!r} in {self.path}")
         self._ids[name] = row[0]
         return self._info(row[1:]), events
+
+    async def read_events_after(self, name: str, after: int) -> tuple[StudyInfo, int, list[Event]]:
+        """The study, the sequence number (in the file, per study) of its last event, and its
+        events after sequence number ``after``, from one snapshot: a reader that keeps the
+        returned number and passes it back reads each event once (the dashboard). Read-only."""
+        self._connection()
+        if self._blank:
+            raise StudyNotFoundError(f"no study named {name!r} in {self.path} (the file is empty)")
+        where = f"study {name!r} in {self.path}"
+
+        def read(db: sqlite3.Connection) -> tuple[Any, int, list[Event]]:
+            row = db.execute(
+                "SELECT id, name, config, created FROM studies WHERE name = ?", (name,)
+            ).fetchone()
+            if row is None:
+                return None, after, []
+            rows = db.execute(SELECT_EVENTS_AFTER, (row[0], after)).fetchall()
+            # Sequence numbers may have gaps (events of a lost lease are never written).
+            last = rows[-1][0] if rows else after
+            return row, last, decode_all([r[1:] for r in rows], where)
+
+        row, last, events = await self._call(partial(snapshot, body=read))
+        if row is None:
+            raise StudyNotFoundError(f"no study named {name!r} in {self.path}")
+        self._ids[name] = row[0]
+        return self._info(row[1:]), last, events
 
     async def read_values(self, name: str, number: int) -> dict[int, float]:
         sid = self._id(name)
