@@ -35,7 +35,8 @@ def check_host(host: str, service: _Guarded) -> None:
             risk, how = "read every study in the file", "Dashboard(..., token=...)"
         raise ConfigError(
             f"refusing to serve on {host!r} without a token: anyone who reaches it could {risk}. "
-            f"Pass {how}, or serve on 127.0.0.1 (behind a reverse proxy that authenticates)"
+            f"Pass {how} (on the command line: --token-env VAR), or serve on 127.0.0.1 (behind a "
+            "reverse proxy that authenticates)"
         )
 
 
