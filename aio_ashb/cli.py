@@ -345,11 +345,24 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("db", metavar="DB", help="a study file (SQLite)")
     p.add_argument("study", metavar="STUDY", help="the study's name")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    p = sub.add_parser("serve", help="serve a study file over HTTP: runs, status, jobs for remote workers")
-    p.add_argument("db", metavar="DB", help="a study file (SQLite; created if missing)")
-    p.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1; another host needs a token")
-    p.add_argument("--port", type=_positive_int, default=8000, help="default 8000")
-    p.add_argument("--token-env", metavar="VAR", help="read the bearer token from this environment variable")
+
+    def server(name: str, help: str, db_help: str, port: int) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help)
+        p.add_argument("db", metavar="DB", help=db_help)
+        p.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1; another host needs a token")
+        p.add_argument("--port", type=_positive_int, default=port, help=f"default {port}")
+        p.add_argument(
+            "--token-env", metavar="VAR", help="read the bearer token from this environment variable"
+        )
+        p.add_argument("--root-path", default="", help="the path prefix a reverse proxy strips (e.g. /hpo)")
+        return p
+
+    p = server(
+        "serve",
+        "serve a study file over HTTP: runs, status, jobs for remote workers",
+        "a study file (SQLite; created if missing)",
+        8000,
+    )
     p.add_argument(
         "--objective",
         action="append",
@@ -358,13 +371,12 @@ def _parser() -> argparse.ArgumentParser:
         help="an objective runs may name (repeatable); without any, studies are driven by the job API",
     )
     p.add_argument("--job-lease", type=float, default=60.0, help="seconds a worker holds a job (default 60)")
-    p.add_argument("--root-path", default="", help="the path prefix a reverse proxy strips (e.g. /hpo)")
-    p = sub.add_parser("dashboard", help="a live, read-only dashboard of a study file, in the browser")
-    p.add_argument("db", metavar="DB", help="a study file (SQLite); opened read-only")
-    p.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1; another host needs a token")
-    p.add_argument("--port", type=_positive_int, default=8080, help="default 8080")
-    p.add_argument("--token-env", metavar="VAR", help="read the bearer token from this environment variable")
-    p.add_argument("--root-path", default="", help="the path prefix a reverse proxy strips (e.g. /hpo)")
+    server(
+        "dashboard",
+        "a live, read-only dashboard of a study file, in the browser",
+        "a study file (SQLite); opened read-only",
+        8080,
+    )
     return parser
 
 
