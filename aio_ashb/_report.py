@@ -81,6 +81,18 @@ def _json_float(v: float) -> float | str:
     return v if math.isfinite(v) else str(v)  # JSON has no NaN or infinity
 
 
+def json_safe(v: Any) -> Any:
+    """``v`` with every non-finite float, however deep in dicts and lists, as a string ("nan",
+    "inf", "-inf"): JSON has neither, and reported values may be either."""
+    if isinstance(v, float):
+        return _json_float(v)
+    if isinstance(v, dict):
+        return {k: json_safe(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [json_safe(x) for x in v]
+    return v
+
+
 def status_of(name: str, core: Core, *, reports: int = 0, elapsed: float | None = None) -> StudyStatus:
     waiting: dict[tuple[int, int], int] = {}
     for n in core.waiting_trials():

@@ -27,7 +27,7 @@ import aio_ashb as aa
 from aio_ashb._core import Event
 from aio_ashb._factory import study_from_snapshot
 from aio_ashb._progress import status_line
-from aio_ashb._report import StudyStatus, trial_row
+from aio_ashb._report import StudyStatus, json_safe, trial_row
 
 
 class CliError(Exception):
@@ -63,19 +63,8 @@ async def _with_study(db: str, name: str | None, fn: Callable[[_Snapshot], Corou
         return await fn(_Snapshot(study_from_snapshot(name, storage, info, events), info, events))
 
 
-def _finite(v: Any) -> Any:
-    """JSON has no NaN or infinity (reported values may be): those become strings."""
-    if isinstance(v, float) and not math.isfinite(v):
-        return str(v)
-    if isinstance(v, dict):
-        return {k: _finite(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_finite(x) for x in v]
-    return v
-
-
 def _json(v: Any, indent: int | None = 2) -> str:
-    return json.dumps(_finite(v), indent=indent, default=str, allow_nan=False)
+    return json.dumps(json_safe(v), indent=indent, default=str, allow_nan=False)
 
 
 def _fmt(v: Any) -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import math
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +33,7 @@ from aio_ashb import (
     StudyLockedError,
     StudyNotFoundError,
 )
+from aio_ashb._report import json_safe
 from aio_ashb.web._schemas import RequestError, parse_json
 from aio_ashb.web._service import StudyService
 
@@ -48,18 +48,8 @@ class JSONResponse(Response):
 
     def render(self, content: Any) -> bytes:
         return json.dumps(
-            _finite(content), ensure_ascii=True, allow_nan=False, separators=(",", ":")
+            json_safe(content), ensure_ascii=True, allow_nan=False, separators=(",", ":")
         ).encode()
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
 
 
 def error_response(

@@ -33,7 +33,7 @@ from aio_ashb._core import (
     TrialResumed,
     TrialState,
 )
-from aio_ashb._report import StudyStatus, status_of, trial_row
+from aio_ashb._report import StudyStatus, json_safe, status_of, trial_row
 
 #: At most this many points of one curve are sent for the study's chart (a trial's own page
 #: gets :data:`TRIAL_POINTS`): the milestones' points are always kept.
@@ -86,17 +86,6 @@ class _Touched:
 def finite(v: float) -> float | None:
     """JSON has no NaN or infinity: charts take None as a gap."""
     return v if math.isfinite(v) else None
-
-
-def json_safe(v: Any) -> Any:
-    """Non-finite floats as strings ("nan", "inf"), for tables (JSON cannot hold them)."""
-    if isinstance(v, float) and not math.isfinite(v):
-        return str(v)
-    if isinstance(v, dict):
-        return {k: json_safe(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [json_safe(x) for x in v]
-    return v
 
 
 def thin(steps: list[int], values: list[float], limit: int, keep: set[int]) -> tuple[list[int], list[float]]:
