@@ -127,7 +127,7 @@ async def _opened(storage: Storage, owns: bool, *, keep: bool) -> AsyncIterator[
             await storage.close()
 
 
-def _core_from(name: str, storage: Storage, config: Mapping[str, Any]) -> Core:
+def core_from_config(name: str, storage: Storage, config: Mapping[str, Any]) -> Core:
     """The scheduler a stored configuration describes (a malformed one means a damaged file)."""
     try:
         return Core(
@@ -158,7 +158,7 @@ def study_from_snapshot(
     options: _Options = ("durable", 30.0),
 ) -> Study:
     """The study as of a snapshot read with ``storage.read_study`` (the CLI shows exactly it)."""
-    core = _core_from(name, storage, info.config)
+    core = core_from_config(name, storage, info.config)
     core.replay(events)
     return Study(name, storage, core, owns_storage=owns, durability=options[0], lease_ttl=options[1])
 

@@ -58,7 +58,7 @@ def error_response(
     return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
 
 
-def _from_exception(exc: Exception) -> Response:
+def error_from_exception(exc: Exception) -> Response:
     if isinstance(exc, RequestError):
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         return error_response(exc.status, exc.error, exc.detail, headers)
@@ -166,15 +166,14 @@ OPERATIONS: list[Operation] = [
 
 
 # ------------------------------------------------------------------ requests
-def _authorize(service: StudyService, request: Request) -> None:
-    token = service.token
+def check_bearer(token: str | None, request: Request, who: str) -> None:
+    """Refuse the request (401) unless it carries ``Authorization: Bearer <token>``; no token
+    configured: every request passes. ``who`` names the app in the message."""
     if token is None:
         return
     given = request.headers.get("authorization")
     if given is None:
-        raise RequestError(
-            401, "unauthorized", "this service requires the header 'Authorization: Bearer <token>'"
-        )
+        raise RequestError(401, "unauthorized", f"{who} requires the header 'Authorization: Bearer <token>'")
     scheme, _, credentials = given.partition(" ")
     # compare_digest: the time taken does not depend on how much of the token matched.
     ok = hmac.compare_digest(credentials.strip().encode("latin-1"), token.encode())
@@ -211,11 +210,11 @@ def _endpoint(service: StudyService, op: Operation) -> Callable[[Request], Await
     async def endpoint(request: Request) -> Response:
         try:
             if op.protected:
-                _authorize(service, request)
+                check_bearer(service.token, request, "this service")
             body = await _read_body(request, service.limits.max_body_bytes) if op.body is not None else None
             result = await op.call(service, request, body)
         except Exception as exc:  # every failure is a JSON answer; unexpected ones are logged
-            return _from_exception(exc)
+            return error_from_exception(exc)
         if op.status == 204:
             return Response(status_code=204)
         return JSONResponse(result, status_code=op.status)
@@ -224,7 +223,7 @@ def _endpoint(service: StudyService, op: Operation) -> Callable[[Request], Await
     return endpoint
 
 
-async def _http_error(request: Request, exc: Exception) -> Response:
+async def http_error(request: Request, exc: Exception) -> Response:
     """The router's own 404 and 405, as JSON."""
     assert isinstance(exc, HTTPException)
     codes = {404: "not_found", 405: "method_not_allowed"}
@@ -233,7 +232,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
-    return _from_exception(exc)
+    return error_from_exception(exc)
 
 
 def create_app(service: StudyService) -> Starlette:
@@ -249,5 +248,5 @@ def create_app(service: StudyService) -> Starlette:
     return Starlette(
         routes=routes,
         lifespan=service.lifespan,
-        exception_handlers={HTTPException: _http_error, Exception: _unexpected},
+        exception_handlers={HTTPException: http_error, Exception: _unexpected},
     )

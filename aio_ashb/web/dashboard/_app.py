@@ -10,7 +10,6 @@ checkpoint; the views read a checkpoint's step only.
 
 from __future__ import annotations
 
-import hmac
 import html
 import importlib.util
 from collections.abc import AsyncIterator, Callable
@@ -35,8 +34,8 @@ from aio_ashb import (
     StorageError,
     StorageLocationError,
 )
-from aio_ashb._factory import _core_from
-from aio_ashb.web._app import JSONResponse, _from_exception, _http_error
+from aio_ashb._factory import core_from_config
+from aio_ashb.web._app import JSONResponse, check_bearer, error_from_exception, http_error
 from aio_ashb.web._schemas import RequestError
 from aio_ashb.web.dashboard._view import StudyView
 
@@ -112,7 +111,8 @@ class Dashboard:
                 self._locks.pop(name, None)  # unknown names must not pile up locks
                 raise
             if view is None:
-                view = StudyView(name, info.config, info.created, _core_from(name, storage, info.config))
+                core = core_from_config(name, storage, info.config)
+                view = StudyView(name, info.config, info.created, core)
             if events or last != view.seq:
                 # A first read may be a million events: folded off the event loop.
                 try:
@@ -129,14 +129,6 @@ class Dashboard:
             return what(view)
 
     # ------------------------------------------------------------------ the app
-    def _authorize(self, request: Request) -> None:
-        if self.token is None:
-            return
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        ok = hmac.compare_digest(given.strip().encode("latin-1"), self.token.encode())
-        if scheme.lower() != "bearer" or not ok:
-            raise RequestError(401, "unauthorized", "this dashboard requires 'Authorization: Bearer <token>'")
-
     def _create_app(self) -> Starlette:
         def page(file: str) -> Callable[[Request], Any]:
             text = (STATIC / file).read_text()
@@ -159,10 +151,10 @@ class Dashboard:
         def api(call: Callable[[Request], Any]) -> Callable[[Request], Any]:
             async def endpoint(request: Request) -> Response:
                 try:
-                    self._authorize(request)
+                    check_bearer(self.token, request, "this dashboard")
                     result = await call(request)
                 except Exception as exc:  # every failure is a JSON answer
-                    return _from_exception(exc)
+                    return error_from_exception(exc)
                 return JSONResponse(result, headers={"Cache-Control": "no-store"})
 
             return endpoint
@@ -211,4 +203,4 @@ class Dashboard:
             Route("/static/plotly.min.js", plotly),
             Mount("/static", StaticFiles(directory=STATIC)),
         ]
-        return Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error})
+        return Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})
