@@ -126,7 +126,9 @@ class Dashboard:
                         ) from exc
                     raise
             self._views[name] = view
-            return what(view)
+            # Off the loop too: a large study's first page is seconds of JSON building, and the
+            # loop may be a host application's.
+            return await anyio.to_thread.run_sync(what, view)
 
     # ------------------------------------------------------------------ the app
     def _create_app(self) -> Starlette:
