@@ -1,7 +1,7 @@
 """The run engine: one ``Study.run()``, from its first trial to its last write.
 
 A :class:`Runner` is built from a :class:`Journal` (the core and the log), an executor, a
-:class:`Caller` for the objective, a clock and a frozen :class:`RunOptions`. Its single task group
+:class:`Caller` for the objective, a clock and a frozen :class:`RunOptions`. Its :class:`TrialTasks`
 owns every trial task. Worker slots are a counter rather than a ``CapacityLimiter`` on purpose:
 when a slot frees, the scheduler (the paper's ``get_job``) chooses who gets it, promotion or new
 trial, so slots are granted by :meth:`Runner.fill` and never queued for. Everything is
@@ -14,13 +14,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from enum import IntEnum
 from typing import Any
 
 import anyio
 import anyio.lowlevel
-from anyio.abc import TaskGroup
 from sortedcontainers import SortedList
 
 from aio_ashb._core import (
@@ -51,6 +50,72 @@ _FILL_BATCH = 128
 _FAIL_FAST = 5
 
 _Work = Trial | Invocation  # a new trial to run, or a trial to call again
+
+
+class TrialTasks:
+    """The trials' tasks: plain asyncio tasks, not an anyio task group's children.
+
+    Starting one this way costs about a seventh of ``TaskGroup.start_soon`` (anyio 4 gives every
+    child a cancel scope of its own, which a trial does not need), and a paused trial holds fewer
+    objects. What a task group would do is done here: an error that escapes a task ends the run
+    (``on_error``), :meth:`stop` cancels every task and waits for them, cancelling again, as a
+    cancel scope would, any task that swallowed its cancellation.
+    """
+
+    __slots__ = ("loop", "tasks", "on_error", "empty", "handled")
+
+    def __init__(self, on_error: Callable[[BaseException], None]) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.on_error = on_error
+        self.empty: asyncio.Future[None] | None = None  # set when the last task ends
+        self.handled: set[asyncio.Task[None]] = set()  # tasks that are handling a cancellation
+
+    def start(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = self.loop.create_task(coro, name=name)
+        self.tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        self.handled.discard(task)
+        if not task.cancelled():
+            exc = task.exception()
+            if exc is not None:
+                self.on_error(exc)
+        if not self.tasks and self.empty is not None and not self.empty.done():
+            self.empty.set_result(None)
+
+    def handling_cancellation(self) -> None:
+        """The current task caught its cancellation and is cleaning up: do not cancel it again."""
+        task = asyncio.current_task()
+        if task in self.tasks:
+            self.handled.add(task)
+
+    def cancel(self) -> None:
+        current = asyncio.current_task()
+        for task in self.tasks:
+            if task is not current and task not in self.handled:
+                task.cancel()
+
+    async def wait(self) -> None:
+        """Return once every task has ended."""
+        while self.tasks:
+            self.empty = self.loop.create_future()
+            await self.empty
+
+    async def stop(self) -> None:
+        """Cancel every task and return once all have ended (call it shielded)."""
+        while self.tasks:
+            self.cancel()
+            await asyncio.wait(set(self.tasks), timeout=0.1)
+
+
+def wake_up(inv: Invocation) -> None:
+    """Let a suspended invocation go on (promoted, released, or the run is over)."""
+    wake = inv.wake
+    if wake is not None and not wake.done():
+        wake.set_result(None)
 
 
 class RunState(IntEnum):
@@ -91,7 +156,8 @@ class Runner:
         self.prepares_checkpoints = journal.storage.pickles_checkpoints
         self.durable = options.durable  # read on every report
         self.thread_trials = not caller.kind.is_async and not caller.kind.budget_style
-        self.tg: TaskGroup  # the trials' task group, set when run() opens it
+        self.tasks = TrialTasks(self.fatal)
+        self.waiting: anyio.CancelScope | None = None  # run()'s wait for the trials; fatal() ends it
         self.state = RunState.RUNNING
         self.running = 0  # slots in use
         self.live: dict[int, Invocation] = {}
@@ -133,7 +199,9 @@ class Runner:
         """The storage failed or the objective cannot run: stop everything and raise ``exc``."""
         if self.fatal_error is None:
             self.fatal_error = exc
-        self.tg.cancel_scope.cancel()
+        self.tasks.cancel()
+        if self.waiting is not None:
+            self.waiting.cancel()
 
     def unsettled(self) -> bool:
         return self.durable and self.journal.last_seq > self.storage.durable_seq
@@ -188,7 +256,7 @@ class Runner:
             if take and taken is None:
                 taken = work
             else:
-                self.tg.start_soon(self.worker, work, name=f"aio_ashb trial {job.number}")
+                self.tasks.start(self.worker(work), f"aio_ashb trial {job.number}")
         if self.running == 0:
             self.idle.set()
         return taken
@@ -201,8 +269,7 @@ class Runner:
         deadline = self.deadlines.get(inv.number)
         if deadline is not None:
             deadline.resume()
-        if inv.wake is not None:
-            inv.wake.set()
+        wake_up(inv)
 
     def release_slot(self, inv: Invocation, take: bool = False) -> _Work | None:
         if inv.holds_slot:
@@ -248,6 +315,7 @@ class Runner:
                             None,
                         )
             except anyio.get_cancelled_exc_class():
+                self.tasks.handling_cancellation()
                 with anyio.CancelScope(shield=True):
                     self.interrupt(inv)
                     with contextlib.suppress(StorageError):  # already failing: keep cancelling
@@ -317,28 +385,29 @@ class Runner:
         self.commit(Checkpointed(inv.number, step, payload, self.clock()))
 
     async def proceed(self, inv: Invocation) -> bool:
-        """The gate: suspend a paused invocation until it is promoted (True) or released."""
+        """The gate: suspend a paused invocation until it is promoted (True) or released.
+
+        It waits on a bare future (not an Event, not a helper coroutine): thousands of paused
+        trials each hold this wait, so every object and frame in it counts, for memory and
+        for the garbage collector that scans them."""
         if inv.phase is Phase.PAUSED:
             if self.state >= RunState.ENDING:
                 inv.phase = Phase.RELEASED
-            else:
-                await self._suspend(inv)
+                return False
+            inv.wake = wake = self.loop.create_future()
+            max_paused = self.options.max_paused
+            if max_paused is not None:  # rank suspended trials only when some may be released
+                milestone, key = self.core.waiting_position(inv.number)
+                inv.suspended_key = (-milestone, key)
+                self.suspended.add(inv.suspended_key)
+                if len(self.suspended) > max_paused:
+                    self.release(self.live[self.suspended[-1][1][1]])
+            try:
+                await wake
+            finally:
+                inv.wake = None
+                self._unsuspend(inv)  # cancelled while waiting
         return inv.phase is Phase.RUNNING
-
-    async def _suspend(self, inv: Invocation) -> None:
-        inv.wake = wake = anyio.Event()
-        max_paused = self.options.max_paused
-        if max_paused is not None:  # rank suspended trials only when some may be released
-            milestone, key = self.core.waiting_position(inv.number)
-            inv.suspended_key = (-milestone, key)
-            self.suspended.add(inv.suspended_key)
-            if len(self.suspended) > max_paused:
-                self.release(self.live[self.suspended[-1][1][1]])
-        try:
-            await wake.wait()
-        finally:
-            inv.wake = None
-            self._unsuspend(inv)  # cancelled while waiting
 
     def _unsuspend(self, inv: Invocation) -> None:
         if inv.suspended_key is not None:
@@ -350,8 +419,7 @@ class Runner:
         checkpoint)."""
         inv.phase = Phase.RELEASED
         self._unsuspend(inv)
-        if inv.wake is not None:
-            inv.wake.set()
+        wake_up(inv)
 
     # -------------------------------------------------------------- how trials end
     def settle_trial(self, inv: Invocation, failure: Failure | None) -> None:
@@ -450,8 +518,7 @@ class Runner:
         self.state = RunState.CANCELLING
         for inv in list(self.live.values()):
             inv.phase = Phase.OVER
-            if inv.wake is not None:
-                inv.wake.set()
+            wake_up(inv)
 
     # -------------------------------------------------------------- the run
     async def run(self) -> None:
@@ -498,19 +565,25 @@ class Runner:
 
     async def _trials(self) -> None:
         timeout = self.options.timeout
-        async with anyio.create_task_group() as tg:
-            self.tg = tg
-            try:
-                self.fill()
-                with anyio.move_on_after(math.inf if timeout is None else timeout):
-                    await self.idle.wait()
-                if not self.idle.is_set():  # timeout: drain running trials gracefully
-                    self.stop()
-                    await self.idle.wait()
-            except anyio.get_cancelled_exc_class():
-                self.cancel()
-                raise
-            await self.end()
+        try:
+            with anyio.CancelScope() as self.waiting:
+                try:
+                    self.fill()
+                    with anyio.move_on_after(math.inf if timeout is None else timeout):
+                        await self.idle.wait()
+                    if not self.idle.is_set():  # timeout: drain running trials gracefully
+                        self.stop()
+                        await self.idle.wait()
+                    await self.end()
+                    await self.tasks.wait()
+                except anyio.get_cancelled_exc_class():  # run() is cancelled, or fatal()
+                    self.cancel()
+                    raise
+        finally:
+            self.waiting = None
+            if self.tasks.tasks:
+                with anyio.CancelScope(shield=True):
+                    await self.tasks.stop()
 
     async def _heartbeat(self) -> None:
         """Renew the study's lease while the run lasts, so no other runner takes it over.

@@ -53,7 +53,7 @@ class Invocation:
         self.number = number
         self.phase = Phase.RUNNING
         self.holds_slot = True
-        self.wake: anyio.Event | None = None  # set when a paused invocation may move on
+        self.wake: asyncio.Future[None] | None = None  # done when a paused invocation may move on
         self.provider: Any = None  # latest checkpoint value or callable
         self.provider_step = 0
         self.step = 0  # the invocation's latest step
