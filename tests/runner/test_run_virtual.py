@@ -308,3 +308,55 @@ def test_a_wide_run_fills_every_slot_in_batches_that_let_the_loop_breathe() -> N
     assert len(started) == 1000 and set(started[:1000]) == {0}  # every trial started at once
     assert distinct_ticks >= 5  # the ticker saw the fill progress batch by batch
     assert running == 0
+
+
+def test_a_trial_that_swallows_its_cancellation_is_cancelled_again() -> None:
+    """Trials are plain asyncio tasks (not a task group's): cancelling run() must still end a
+    trial that catches its first CancelledError and goes on, as a cancel scope would."""
+    swallowed: list[int] = []
+
+    async def objective(trial: aa.Trial) -> None:
+        async for step in trial.steps():
+            try:
+                await anyio.sleep(1.0)
+            except asyncio.CancelledError:
+                swallowed.append(trial.number)  # a misbehaving objective: it carries on
+                await anyio.sleep(3600.0)
+            await trial.report(loss(trial.params, step))
+
+    async def main() -> tuple[dict[aa.TrialState, int], float]:
+        study = await new_study()
+        with anyio.move_on_after(2.5):
+            await study.run(objective, max_trials=50, concurrency=3)
+        assert asyncio.all_tasks() == {asyncio.current_task()}
+        return study.counts, vnow()
+
+    counts, ended = run_virtual(main)
+    assert len(swallowed) == 3
+    assert ended < 3.0  # cancelled again within 0.1 s, not left to sleep its hour
+    assert counts[aa.TrialState.INTERRUPTED] == 3 and counts[aa.TrialState.RUNNING] == 0
+
+
+def test_an_error_escaping_a_trial_task_ends_the_run_with_that_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug in the runner's own code (not the objective's: that fails the trial) must not be
+    lost in a task nobody awaits: run() raises it, and no trial task is left behind."""
+    from aio_ashb import _runner
+
+    def broken(self: _runner.Runner, inv: Any, failure: Any) -> None:
+        raise RuntimeError("settle_trial is broken")
+
+    monkeypatch.setattr(_runner.Runner, "settle_trial", broken)
+
+    async def objective(trial: aa.Trial) -> None:
+        async for step in trial.steps():
+            await anyio.sleep(1.0)
+            await trial.report(loss(trial.params, step))
+
+    async def main() -> None:
+        study = await new_study()
+        with pytest.raises(RuntimeError, match="settle_trial is broken"):
+            await study.run(objective, max_trials=50, concurrency=3)
+        assert asyncio.all_tasks() == {asyncio.current_task()}
+        assert study.counts[aa.TrialState.RUNNING] == 0
+
+    run_virtual(main)
