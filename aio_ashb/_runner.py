@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import math
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from enum import IntEnum
@@ -62,7 +63,7 @@ class TrialTasks:
     cancel scope would, any task that swallowed its cancellation.
     """
 
-    __slots__ = ("loop", "tasks", "on_error", "empty", "handled")
+    __slots__ = ("loop", "tasks", "on_error", "empty", "handled", "_on_done", "_context")
 
     def __init__(self, on_error: Callable[[BaseException], None]) -> None:
         self.loop = asyncio.get_running_loop()
@@ -70,11 +71,14 @@ class TrialTasks:
         self.on_error = on_error
         self.empty: asyncio.Future[None] | None = None  # set when the last task ends
         self.handled: set[asyncio.Task[None]] = set()  # tasks that are handling a cancellation
+        self._on_done = self._done
+        self._context = contextvars.Context()
 
     def start(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         task = self.loop.create_task(coro, name=name)
         self.tasks.add(task)
-        task.add_done_callback(self._done)
+        # One callback object and one context for all tasks: a paused trial holds no copies.
+        task.add_done_callback(self._on_done, context=self._context)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)
@@ -286,24 +290,30 @@ class Runner:
 
     # -------------------------------------------------------------- one task
     async def worker(self, work: _Work | None) -> None:
-        """One task of the run's task group: run trials until no work is left for it.
+        """One trial task: run trials until no work is left for it.
 
         Each turn calls the objective once and records how it ended. (One function rather than
         a helper per turn: a suspended paused trial holds every frame of this stack.)
         """
         timeout = self.options.trial_timeout
+        caller = self.caller
         while work is not None:
             inv = work if isinstance(work, Invocation) else work._inv
             n = inv.number
             failure: Failure | None = None
             try:
                 trial = work if isinstance(work, Trial) else await self.reopen(inv)
-                if timeout is None:
-                    failure = await self.caller.call(trial)
+                if timeout is None and caller.direct:  # one frame less: see Caller.direct
+                    try:
+                        failure = caller.returned(trial, await caller.objective(trial))
+                    except Exception as exc:
+                        failure = caller.failed(exc)
+                elif timeout is None:
+                    failure = await caller.call(trial)
                 else:  # a thread still running at the deadline is abandoned (it cannot be stopped)
                     deadline = self.deadlines.setdefault(n, Deadline(timeout))
                     with deadline.start():
-                        failure = await self.caller.call(trial)
+                        failure = await caller.call(trial)
                     if deadline.passed():
                         failure = Failure(
                             f"TimeoutError: trial {n} ran longer than trial_timeout={timeout} s"
@@ -385,29 +395,41 @@ class Runner:
         self.commit(Checkpointed(inv.number, step, payload, self.clock()))
 
     async def proceed(self, inv: Invocation) -> bool:
-        """The gate: suspend a paused invocation until it is promoted (True) or released.
-
-        It waits on a bare future (not an Event, not a helper coroutine): thousands of paused
-        trials each hold this wait, so every object and frame in it counts, for memory and
-        for the garbage collector that scans them."""
-        if inv.phase is Phase.PAUSED:
-            if self.state >= RunState.ENDING:
-                inv.phase = Phase.RELEASED
-                return False
-            inv.wake = wake = self.loop.create_future()
-            max_paused = self.options.max_paused
-            if max_paused is not None:  # rank suspended trials only when some may be released
-                milestone, key = self.core.waiting_position(inv.number)
-                inv.suspended_key = (-milestone, key)
-                self.suspended.add(inv.suspended_key)
-                if len(self.suspended) > max_paused:
-                    self.release(self.live[self.suspended[-1][1][1]])
+        """The gate: suspend a paused invocation until it is promoted (True) or released."""
+        wake = self.suspend(inv)
+        if wake is not None:
             try:
                 await wake
             finally:
-                inv.wake = None
-                self._unsuspend(inv)  # cancelled while waiting
+                self.unsuspend(inv)
         return inv.phase is Phase.RUNNING
+
+    def suspend(self, inv: Invocation) -> asyncio.Future[None] | None:
+        """A paused invocation at the gate: the future it waits on until it is promoted or
+        released, and :meth:`unsuspend` after (``None``: it need not wait).
+
+        A bare future, not an Event nor a coroutine: thousands of paused trials each hold this
+        wait, so each object and frame in it counts, for memory and for the garbage collector
+        that scans them all."""
+        if inv.phase is not Phase.PAUSED:
+            return None
+        if self.state >= RunState.ENDING:
+            inv.phase = Phase.RELEASED
+            return None
+        inv.wake = wake = self.loop.create_future()
+        max_paused = self.options.max_paused
+        if max_paused is not None:  # rank suspended trials only when some may be released
+            milestone, key = self.core.waiting_position(inv.number)
+            inv.suspended_key = (-milestone, key)
+            self.suspended.add(inv.suspended_key)
+            if len(self.suspended) > max_paused:
+                self.release(self.live[self.suspended[-1][1][1]])
+        return wake
+
+    def unsuspend(self, inv: Invocation) -> None:
+        """The wait of :meth:`suspend` is over (woken, or cancelled while waiting)."""
+        inv.wake = None
+        self._unsuspend(inv)
 
     def _unsuspend(self, inv: Invocation) -> None:
         if inv.suspended_key is not None:

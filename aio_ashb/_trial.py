@@ -84,6 +84,13 @@ class TrialHost(Protocol):
     async def proceed(self, inv: Invocation) -> bool:
         """The gate: wait while ``inv`` is paused; return whether it may report again."""
 
+    def suspend(self, inv: Invocation) -> asyncio.Future[None] | None:
+        """The gate in two halves, for callers that await in their own frame: what a paused
+        ``inv`` waits on (``None``: nothing), then :meth:`unsuspend` once the wait is over."""
+
+    def unsuspend(self, inv: Invocation) -> None:
+        """The wait on :meth:`suspend`'s future is over."""
+
 
 def on_loop(loop: asyncio.AbstractEventLoop, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
     """From a worker thread: run ``fn(*args)`` on the run's event loop and wait for its result.
@@ -227,8 +234,18 @@ class _Steps:
     async def __anext__(self) -> int:
         t = self._trial
         inv = t._inv
-        if inv.phase is not _RUNNING and not await t._host.proceed(inv):
-            raise StopAsyncIteration
+        if inv.phase is not _RUNNING:
+            # The gate, awaited in this frame: a paused trial waits here, and one coroutine
+            # less per paused trial is memory and collector time saved (host.proceed would do).
+            host = t._host
+            wake = host.suspend(inv)
+            if wake is not None:
+                try:
+                    await wake
+                finally:
+                    host.unsuspend(inv)
+            if inv.phase is not _RUNNING:
+                raise StopAsyncIteration
         self._last = max(self._last, t._step) + 1
         return self._last
 
