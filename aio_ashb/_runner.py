@@ -279,7 +279,7 @@ class Runner:
         if inv.holds_slot:
             inv.holds_slot = False
             self.running -= 1
-        elif not take:
+        elif not take or self.state >= RunState.ENDING:  # (the study's end releases thousands)
             return None
         return self.fill(take)
 
@@ -491,6 +491,23 @@ class Runner:
         self.commit(TrialEnded(number, state, error, self.clock()))
         self.finished(number)
 
+    async def stop_waiting(self) -> None:
+        """Every task has settled: paused trials no run will promote now are STOPPED, logged
+        in batches (most trials of a promotion-mode study end this way)."""
+        waiting = self.core.waiting_trials()
+        for i in range(0, len(waiting), _FILL_BATCH):
+            batch = waiting[i : i + _FILL_BATCH]
+            now = self.clock()
+            try:
+                self.journal.commit_all([TrialEnded(n, TrialState.STOPPED, None, now) for n in batch])
+            except StorageError as exc:
+                self.fatal(exc)
+                return
+            self.logged()
+            for n in batch:
+                self.finished(n)
+            await anyio.lowlevel.checkpoint()  # thousands of them: let the loop breathe
+
     def finished(self, number: int) -> None:
         if not self.callbacks:
             return
@@ -562,11 +579,7 @@ class Runner:
             if self.fatal_error is not None:
                 self.interrupt_remaining()
             else:
-                # Every task has settled. Paused trials no run will promote now are STOPPED.
-                for i, n in enumerate(self.core.waiting_trials(), 1):
-                    self.end_trial(n, TrialState.STOPPED, None)
-                    if i % _FILL_BATCH == 0:  # thousands of them: let the loop breathe
-                        await anyio.lowlevel.checkpoint()
+                await self.stop_waiting()
                 await self.journal.flush()
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True), contextlib.suppress(StorageError):
