@@ -170,7 +170,10 @@ class Runner:
         self.suspended: SortedList[tuple[Any, ...]] = SortedList()
         self.deadlines: dict[int, Deadline] = {}
         self.idle = anyio.Event()
-        self.dirty = anyio.Event()  # buffered durability: events wait for the flusher
+        # Buffered durability: events wait for the flusher, which waits on flusher_waits for
+        # them (a flag and a bare future: logged() runs on every report).
+        self.dirty = False
+        self.flusher_waits: asyncio.Future[None] | None = None
         self.more_to_fill = anyio.Event()  # fill() stopped at _FILL_BATCH with slots still free
         self.fatal_error: BaseException | None = None
         self.deferred: BaseException | None = None  # raised once the run has drained
@@ -195,9 +198,12 @@ class Runner:
         self.logged()
 
     def logged(self) -> None:
-        """Buffered durability: wake the flusher (it commits whatever is queued)."""
-        if not self.durable and not self.dirty.is_set():
-            self.dirty.set()
+        """Buffered durability: wake the flusher (it commits whatever is queued), unless it is
+        awake already or the storage is durable at once (memory: nothing to wake it for)."""
+        if not self.durable and not self.dirty and self.journal.last_seq > self.storage.durable_seq:
+            self.dirty = True
+            if self.flusher_waits is not None and not self.flusher_waits.done():
+                self.flusher_waits.set_result(None)
 
     def fatal(self, exc: BaseException) -> None:
         """The storage failed or the objective cannot run: stop everything and raise ``exc``."""
@@ -650,8 +656,10 @@ class Runner:
     async def _flusher(self) -> None:
         """Buffered durability: commit what reports queued, one group commit after another."""
         while True:
-            await self.dirty.wait()
-            self.dirty = anyio.Event()
+            if not self.dirty:
+                self.flusher_waits = self.loop.create_future()
+                await self.flusher_waits
+            self.dirty = False  # what is logged from here on wakes the next round
             try:
                 await self.storage.flush(self.journal.last_seq)
             except StorageError as exc:
