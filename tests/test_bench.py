@@ -42,3 +42,9 @@ def test_sampler_cost_prints_both_samplers() -> None:
     out = run("sampler_cost.py", "--trials", "300")
     assert "| LCBench-like (7) | 300 | TPESampler |" in out
     assert "| LCBench-like (7) | 300 | RandomSampler |" in out
+
+
+def test_flat_prints_a_row_per_mode_and_size() -> None:
+    out = run("flat.py", "--sizes", "50", "100", "--repeats", "1")
+    for mode in ("promotion", "stopping"):
+        assert f"| {mode} | 50 |" in out and f"| {mode} | 100 |" in out

@@ -1,0 +1,126 @@
+"""Is a study as fast at its 100,000th trial as at its 1,000th? End-to-end results per second
+by study size, in both ASHA modes, with the process-wide garbage collector left as it is.
+
+    python bench/flat.py                          # 1,000 / 10,000 / 100,000 trials, both modes
+    python bench/flat.py --sizes 1000 20000 --repeats 1
+
+The workload of bench/core.py part 2 (shared/BENCHMARKS.md: rungs 1-3-9-27-81, the cheap loss
+reported at every step, a no-op async objective, concurrency 8, MemoryStorage). Every run is a
+fresh process, so one size's heap does not weigh on the next. Columns:
+
+- results/s, the median over the repeats, and its ratio to the smallest size's;
+- GC: the share of the run spent in CPython's cyclic collector (timed with ``gc.callbacks``),
+  and its longest single collection (a stall of the event loop);
+- peak RSS of the process.
+
+In promotion mode most trials wait, paused, until the study ends (then they are STOPPED): a
+study of 100,000 trials holds about 70,000 suspended coroutines, which is what the collector
+scans over and over, so that is the mode where flatness is hard.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import math
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Literal, cast
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/flat.py` works
+
+import aio_ashb as aa
+from bench._workload import ETA, MAX_R, MIN_R, SPACE, curve_terms, machine
+
+Mode = Literal["promotion", "stopping"]
+
+
+async def run(n_trials: int, mode: Mode) -> dict[str, Any]:
+    study = await aa.create_study(
+        space=SPACE, scheduler=aa.ASHA(MIN_R, MAX_R, ETA, mode=mode), sampler=aa.RandomSampler(0)
+    )
+    reports = 0
+
+    async def objective(trial: aa.Trial) -> None:
+        nonlocal reports
+        f, g = curve_terms(trial.params)
+        async for step in trial.steps():
+            await trial.report(f + g / math.sqrt(step))
+            reports += 1
+
+    collections: list[float] = []
+    started = [0.0]
+
+    def timed(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            collections.append(time.perf_counter() - started[0])
+
+    gc.callbacks.append(timed)
+    t0 = time.perf_counter()
+    try:
+        await study.run(objective, max_trials=n_trials, concurrency=8)
+    finally:
+        seconds = time.perf_counter() - t0
+        gc.callbacks.remove(timed)
+    return {
+        "rate": reports / seconds,
+        "gc_share": sum(collections) / seconds,
+        "gc_max_ms": max(collections, default=0.0) * 1000,
+        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def fresh(n_trials: int, mode: str) -> dict[str, Any]:
+    """One run in a new interpreter."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--one", str(n_trials), mode], capture_output=True, text=True, check=True
+    )
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", default=[1_000, 10_000, 100_000], help="trials per study"
+    )
+    parser.add_argument(
+        "--modes", nargs="+", choices=["promotion", "stopping"], default=["promotion", "stopping"]
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="runs per size (median)")
+    parser.add_argument("--one", nargs=2, metavar=("TRIALS", "MODE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(asyncio.run(run(int(args.one[0]), cast(Mode, args.one[1])))))
+        return
+    print(f"# {machine()}\n")
+    print("End to end, study.run, no-op async objective, concurrency 8, MemoryStorage, default GC\n")
+    print("| mode | trials | results/s | vs smallest | GC share | longest collection ms | peak RSS MB |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for mode in args.modes:
+        first: float | None = None
+        for n in args.sizes:
+            runs = [fresh(n, mode) for _ in range(args.repeats)]
+            rate = statistics.median(r["rate"] for r in runs)
+            first = first or rate
+            print(
+                f"| {mode} | {n:,} | {rate:,.0f} | {rate / first:.2f} | "
+                f"{statistics.median(r['gc_share'] for r in runs):.0%} | "
+                f"{statistics.median(r['gc_max_ms'] for r in runs):.0f} | "
+                f"{statistics.median(r['rss_mb'] for r in runs):.0f} |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
