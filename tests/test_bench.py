@@ -42,3 +42,11 @@ def test_sampler_cost_prints_both_samplers() -> None:
     out = run("sampler_cost.py", "--trials", "300")
     assert "| LCBench-like (7) | 300 | TPESampler |" in out
     assert "| LCBench-like (7) | 300 | RandomSampler |" in out
+
+
+@pytest.mark.timeout(300)
+def test_asktell_compares_with_its_reference_on_the_same_schedule() -> None:
+    out = run("asktell.py", "--pairs", "500", "--repeats", "1", "--budget", "5")
+    assert "job sequences: identical" in out and "schedules: identical" in out
+    assert "| aio_ashb Study.ask + Study.tell |" in out and "| aio_ashb simulate() |" in out
+    assert "aio_ashb / reference cost:" in out and "simulate() / reference:" in out
