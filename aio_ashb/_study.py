@@ -8,6 +8,7 @@ A :class:`Study` owns a :class:`Journal` (its core and its log: every write goes
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import socket
@@ -364,24 +365,31 @@ class Study:
             raise ConfigError(f"max_trials must be a positive integer or None, got {max_trials!r}")
         if self._runner is not None:
             raise StateError("ask() cannot be used while run() is in progress")
-        await self._hold_lease()
+        if self._lease_due():
+            await self._hold_lease()
         can_start = max_trials is None or self._core.n_trials < max_trials
         job = self._journal.next_job(can_start=can_start, time=loop_clock()())
         if job is None:  # only possible when no new trial may start
             return None
         checkpoint: Any = None
         step = 0
-        if not isinstance(job, TrialCreated):
+        if isinstance(job, TrialCreated):
+            # A new trial has no step yet; its params and bracket are the event's (copied, as
+            # frozen() would, without building the rest of a FrozenTrial).
+            params, bracket, recorded = dict(job.params), job.bracket, 0
+        else:
             found = await self._storage.load_checkpoint(self._name, job.number)
             if found is not None:
                 step, checkpoint = found
-        frozen = self._core.frozen(job.number)
-        self._asked[job.number] = frozen.step
-        await self._settle()
+            frozen = self._core.frozen(job.number)
+            params, bracket, recorded = frozen.params, frozen.bracket, frozen.step
+        self._asked[job.number] = recorded
+        if self._unsettled():
+            await self._journal.flush()
         return AskedJob(
             number=job.number,
-            params=frozen.params,
-            bracket=frozen.bracket,
+            params=params,
+            bracket=bracket,
             step=step,  # where the checkpoint is; without one, training starts over
             target=self._core.target_of(job.number),
             checkpoint=checkpoint,
@@ -398,7 +406,8 @@ class Study:
         self._check_usable()
         if job.number not in self._asked:
             raise StateError(f"trial {job.number} is not an open job of this study")
-        await self._hold_lease()
+        if self._lease_due():
+            await self._hold_lease()
         at = job.target if step is None else check_step(step)
         if at <= self._asked[job.number]:
             # Retraining without a checkpoint: this step is recorded already (as in run()).
@@ -420,7 +429,8 @@ class Study:
             del self._asked[job.number]
         if decision in (Decision.STOP, Decision.COMPLETE):
             self._journal.drop_checkpoint(job.number)
-        await self._settle()
+        if self._unsettled():
+            await self._journal.flush()
         return decision
 
     async def fail(self, job: AskedJob, error: BaseException | str) -> None:
@@ -446,9 +456,16 @@ class Study:
         del self._asked[job.number]
         await self._settle()
 
+    def _lease_due(self) -> bool:
+        """ask/tell: whether :meth:`_hold_lease` has anything to do (the lease is not held, or a
+        third of its time has passed). Checked without awaiting: most calls have nothing to do."""
+        taken = self._lease_taken
+        return taken is None or asyncio.get_running_loop().time() - taken > self._lease_ttl / 3
+
     async def _hold_lease(self) -> None:
         """ask/tell: take the study's lease, and renew it once a third of its time has passed."""
-        now = anyio.current_time()
+        # The loop's clock (what anyio.current_time() reads on asyncio, minus its backend lookup).
+        now = asyncio.get_running_loop().time()
         if self._lease_taken is None or now - self._lease_taken > self._lease_ttl / 3:
             await self._storage.acquire_lease(self._name, self._holder, self._lease_ttl)
             if self._lease_taken is None:
@@ -468,6 +485,12 @@ class Study:
         if lost:
             self._journal.commit_all(lost)
             await self._journal.flush()
+
+    def _unsettled(self) -> bool:
+        """Outside run(): whether :meth:`_settle` must wait (durable mode, and some write of this
+        study not committed yet). Nothing to wait for, as always with MemoryStorage, costs no
+        await: ask() and tell() then never yield to the loop."""
+        return self._durability == "durable" and self._journal.last_seq > self._storage.durable_seq
 
     async def _settle(self) -> None:
         """Outside run(): in durable mode, return once this study's writes are committed."""

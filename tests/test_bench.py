@@ -48,3 +48,11 @@ def test_flat_prints_a_row_per_mode_and_size() -> None:
     out = run("flat.py", "--sizes", "50", "100", "--repeats", "1")
     for mode in ("promotion", "stopping"):
         assert f"| {mode} | 50 |" in out and f"| {mode} | 100 |" in out
+
+
+@pytest.mark.timeout(300)
+def test_asktell_compares_with_its_reference_on_the_same_schedule() -> None:
+    out = run("asktell.py", "--pairs", "500", "--repeats", "1", "--budget", "5")
+    assert "job sequences: identical" in out and "schedules: identical" in out
+    assert "| aio_ashb Study.ask + Study.tell |" in out and "| aio_ashb simulate() |" in out
+    assert "aio_ashb / reference cost:" in out and "simulate() / reference:" in out

@@ -1,12 +1,28 @@
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Coroutine
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
 import aio_ashb as aa
 from tests.helpers import SPACE, loss
+
+T = TypeVar("T")
+
+
+def at_once(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to its end in one step, or fail: it must never suspend (wait on the event
+    loop: a thread, a flush, a sleep)."""
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    coro.close()
+    raise AssertionError("the call suspended: it waited on the event loop")
 
 
 @pytest.mark.asyncio
@@ -113,3 +129,34 @@ async def test_ask_with_max_trials_returns_none_when_nothing_may_start() -> None
     for bad in (0, -1, True, 1.5):
         with pytest.raises(aa.ConfigError, match=f"max_trials must be a positive integer or None, got {bad}"):
             await study.ask(max_trials=bad)
+
+
+@pytest.mark.asyncio
+async def test_memory_ask_tell_never_wait_on_the_loop_or_start_a_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """MemoryStorage has nothing to commit and does not pickle checkpoints: ask(), tell() (with
+    a checkpoint too), fail() and release() finish without suspending and start no thread."""
+    study = await aa.create_study(space=SPACE, scheduler=aa.ASHA(1, 9, 3), sampler=aa.RandomSampler(2))
+
+    def no_thread(self: threading.Thread) -> None:
+        raise AssertionError(f"a thread was started: {self!r}")
+
+    monkeypatch.setattr(threading.Thread, "start", no_thread)
+    promoted = 0
+    for i in range(40):
+        job = at_once(study.ask())
+        if job.step > 0:
+            promoted += 1
+            assert job.checkpoint == {"trained_to": job.step}
+        if i == 10:
+            at_once(study.release(job))
+            continue
+        if i == 20:
+            at_once(study.fail(job, "worker lost"))
+            continue
+        # A callable checkpoint: tell() calls it (in this task: MemoryStorage pickles nothing).
+        saved: Callable[[], dict[str, int]] = partial(dict, trained_to=job.target)
+        at_once(study.tell(job, loss(job.params, job.target), checkpoint=saved))
+    assert promoted, "some asks must promote (and load a checkpoint)"
+    assert study.states[aa.TrialState.FAILED] == 1
