@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from enum import Enum
 from typing import Any, Protocol, TypeVar
@@ -96,19 +97,34 @@ def on_loop(loop: asyncio.AbstractEventLoop, fn: Callable[..., Coroutine[Any, An
     """From a worker thread: run ``fn(*args)`` on the run's event loop and wait for its result.
 
     An abandoned thread can outlive its run, and even its loop: then this raises
-    :class:`TrialStopped` instead of waiting for a loop that will never answer."""
-    coro = fn(*args)
+    :class:`TrialStopped` instead of waiting for a loop that will never answer. The coroutine
+    is made on the loop, when the loop gets to it: one made here and never run (the loop
+    stopped first) would warn that it was never awaited."""
+    result: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+    def start() -> None:
+        if not result.cancelled():  # (the thread gave up before the loop got here)
+            loop.create_task(fn(*args)).add_done_callback(finish)
+
+    def finish(task: asyncio.Task[T]) -> None:
+        with contextlib.suppress(concurrent.futures.InvalidStateError):  # given up meanwhile
+            if task.cancelled():
+                result.cancel()
+            elif (exc := task.exception()) is not None:
+                result.set_exception(exc)
+            else:
+                result.set_result(task.result())
+
     try:
-        future: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(coro, loop)
+        loop.call_soon_threadsafe(start)
     except RuntimeError:  # the loop is closed
-        coro.close()
         raise TrialStopped("the run this trial belonged to is over") from None
     while True:
         try:
-            return future.result(timeout=0.5)
+            return result.result(timeout=0.5)
         except TimeoutError:
             if not loop.is_running():
-                future.cancel()
+                result.cancel()
                 raise TrialStopped("the run this trial belonged to is over") from None
 
 

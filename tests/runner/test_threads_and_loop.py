@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
 import sys
@@ -230,3 +231,36 @@ def test_ctrl_c_twice_ends_a_process_whose_threads_never_return() -> None:
     _, rest = proc.communicate(timeout=10)
     assert "exiting; abandoned and unfinished: trial " in rest
     assert "trial 0" in rest and "trial 1" in rest
+
+
+def test_a_thread_whose_loop_stopped_gets_trial_stopped_and_leaves_no_coroutine_behind() -> None:
+    """A worker thread reporting to a loop that has stopped (not closed yet: the moment at the
+    end of asyncio.run) gives up with TrialStopped, and no coroutine was made that nobody will
+    ever await (it would warn, at some later garbage collection, in some other test)."""
+    import gc
+    import warnings
+
+    from aio_ashb._exceptions import TrialStopped
+    from aio_ashb._trial import on_loop
+
+    async def report() -> int:
+        return 1
+
+    loop = asyncio.new_event_loop()  # never run
+    outcome: list[BaseException] = []
+
+    def thread() -> None:
+        try:
+            on_loop(loop, report)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=thread)
+    worker.start()
+    worker.join(5)
+    assert len(outcome) == 1 and isinstance(outcome[0], TrialStopped)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loop.close()
+        gc.collect()
+    assert not [w for w in caught if "never awaited" in str(w.message)]
