@@ -8,8 +8,9 @@ import math
 import os
 import pickle
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ async def run_study(
     step_time: float = 0.0,
     fail: int | None = None,
     run_for: float | None = None,
+    pace: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     study = await aa.create_study(
         space=SPACE,
@@ -49,6 +51,8 @@ async def run_study(
             if trial.number == fail:
                 raise RuntimeError(f"boom at step {step}")
             await trial.report(loss(trial.params, step), checkpoint={"step": step})
+            if pace is not None:
+                await pace()
 
     async with study:
         await study.run(objective, max_trials=trials, concurrency=3, timeout=run_for)
@@ -155,15 +159,26 @@ async def test_a_running_study_is_read_while_it_writes(tmp_path: Path) -> None:
     step is a durable commit) while the dashboard polls, and the dashboard sees it grow."""
     db = tmp_path / "s.db"
     seen: list[int] = []
+    polled = anyio.Event()
+
+    async def pace() -> None:
+        """The writer goes on once the dashboard was read after its last report (or after a
+        second): the test sees the run grow however slow the machine is."""
+        nonlocal polled
+        with anyio.move_on_after(1.0):
+            await polled.wait()
+        polled = anyio.Event()
+
     async with client(db) as c:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(run_study, db, "s", 12, 0.01)
-            with anyio.fail_after(20):
+            tg.start_soon(partial(run_study, db, "s", 12, 0.01, pace=pace))
+            with anyio.fail_after(60):
                 while True:
                     await anyio.sleep(0.05)
                     r = await c.get("/api/studies")
                     if r.status_code == 200 and r.json()["studies"]:
                         seen.append(r.json()["studies"][0]["reports"])
+                        polled.set()
                         if r.json()["studies"][0]["trials"] == 12 and r.json()["studies"][0]["running"] == 0:
                             break
         final = (await c.get("/api/studies/s")).json()
