@@ -124,11 +124,17 @@ class Core:
         self._eta = scheduler.reduction_factor
         self._promotion = scheduler.mode == "promotion"
         self._milestones = [scheduler.bracket_milestones(s) for s in range(scheduler.n_brackets)]
-        self._rungs = [[Rung(m, self._eta) for m in ms] for ms in self._milestones]
+        self._rungs = [[Rung(m, self._eta, k) for k, m in enumerate(ms)] for ms in self._milestones]
+        # Per bracket, what a report at a milestone needs, in one lookup: milestones, rungs and
+        # the index of the top one.
+        self._geometry = [
+            (ms, rungs, len(ms) - 1) for ms, rungs in zip(self._milestones, self._rungs, strict=True)
+        ]
         # get_job's scan order, flattened once: brackets in order, in each the rungs that can
-        # promote (all but the top one) from the top down, with the rung a promotion goes to.
-        self._scan = [(rungs[k], k + 1) for rungs in self._rungs for k in range(len(rungs) - 2, -1, -1)]
+        # promote (all but the top one) from the top down.
+        self._scan = [rungs[k] for rungs in self._rungs for k in range(len(rungs) - 2, -1, -1)]
         self._cum_probs = np.cumsum(scheduler.bracket_probabilities())
+        self._multi_bracket = scheduler.n_brackets > 1
         # Per-trial state, one list per field, indexed by trial number. Columns rather than an
         # object per trial: 100,000 small objects would make every full garbage collection walk
         # them all, while lists of numbers, tuples and shared enums cost it almost nothing.
@@ -152,11 +158,7 @@ class Core:
         self._interrupted: list[int] = []
         # Keyed by the state's string value: Enum.__hash__ is Python code, str hashes are cached.
         self._counts = {state.value: 0 for state in TrialState}
-        # Per milestone (an index into scheduler.milestones: bracket + rung), the best key
-        # recorded there; the key's second item is the trial number.
-        self._best: list[Key | None] = [None] * len(scheduler.milestones)
         self._handlers: dict[type, Callable[[Any], Decision | None]] = {
-            Reported: self._on_reported,
             Checkpointed: self._on_checkpointed,
             TrialCreated: self._on_created,
             TrialPromoted: self._on_promoted,
@@ -173,13 +175,39 @@ class Core:
         An event that the current state forbids raises (StateError, ReportError) and changes
         nothing.
         """
-        if type(event) is Reported:  # the hot path: one test instead of a dict lookup
-            return self._on_reported(event)
+        if type(event) is not Reported:
+            try:
+                handler = self._handlers[type(event)]
+            except KeyError:
+                raise StateError(f"not an event: {event!r}") from None
+            return handler(event)
+        # A report: the hot path, handled here (a method call costs as much as the checks).
+        # The checks are _state_of's and check_step's, inlined and ordered so that a
+        # well-formed report pays for a few type and range tests only.
+        n = event.number
         try:
-            handler = self._handlers[type(event)]
-        except KeyError:
-            raise StateError(f"not an event: {event!r}") from None
-        return handler(event)
+            state = self._state[n] if type(n) is int and n >= 0 else None
+        except IndexError:
+            state = None
+        if state is not _RUNNING:
+            if state is None:
+                raise StateError(f"there is no trial {n!r}")
+            raise StateError(f"trial {n} is {state.value}; only a running trial reports")
+        step = event.step
+        if type(step) is not int:
+            step = check_step(step)  # numpy integers are fine; anything else raises
+        last = self._step[n]
+        if step <= last:  # also catches step < 1, as last >= 0
+            check_step(step)
+            raise ReportError(f"trial {n} reported step {step!r} after step {last}; steps must increase")
+        value = event.value
+        if type(value) is not float:
+            value = check_value(value)
+        self._step[n] = step
+        self._value[n] = value
+        if step < self._next_at[n]:
+            return _CONTINUE
+        return self._at_milestone(n, step, value)
 
     def replay(self, events: Sequence[Event]) -> None:
         for ev in events:
@@ -199,19 +227,19 @@ class Core:
             self._on_resumed(resumed)
             return resumed
         if self._promotion:
-            for rung, to in self._scan:
+            for rung in self._scan:
                 if rung.settled:
                     continue
                 best = rung.promotable()
                 if best is not None:
-                    promoted = TrialPromoted(best[1], to, time)
-                    self._promote(best[1], to, rung, best)  # valid by construction
+                    promoted = TrialPromoted(best[1], rung.to, time)
+                    self._promote(best[1], rung.to, rung, best)  # valid by construction
                     return promoted
         if not can_start:
             return None
         rng = self.rng
         bracket = 0
-        if len(self._rungs) > 1:
+        if self._multi_bracket:
             bracket = int(np.searchsorted(self._cum_probs, rng.random(), side="right"))
             bracket = min(bracket, len(self._rungs) - 1)  # guard the float sum's last ulp
         if self._queue:
@@ -275,54 +303,27 @@ class Core:
         counts[state._value_] += 1
         self._state[n] = state
 
-    def _on_reported(self, ev: Reported) -> Decision:
-        # The hot path. The checks are _state_of's and check_step's, inlined and ordered so
-        # that a well-formed report pays for a few type and range tests only.
-        n = ev.number
-        states = self._state
-        if type(n) is not int or n < 0 or n >= len(states):
-            raise StateError(f"there is no trial {n!r}")
-        if states[n] is not _RUNNING:
-            raise StateError(f"trial {n} is {states[n].value}; only a running trial reports")
-        step = ev.step
-        if type(step) is not int:
-            step = check_step(step)  # numpy integers are fine; anything else raises
-        last = self._step[n]
-        if step <= last:  # also catches step < 1, as last >= 0
-            check_step(step)
-            raise ReportError(f"trial {n} reported step {step!r} after step {last}; steps must increase")
-        value = ev.value
-        if type(value) is not float:
-            value = check_value(value)
-        self._step[n] = step
-        self._value[n] = value
-        if step < self._next_at[n]:
-            return _CONTINUE
-        # A milestone was reached: record the value at every milestone the step crossed.
-        bracket = self._bracket[n]
-        milestones = self._milestones[bracket]
-        rungs = self._rungs[bracket]
+    def _at_milestone(self, n: int, step: int, value: float) -> Decision:
+        """The rest of a report (checked and stored by ``apply``) that reached a milestone:
+        record the value at every milestone the step crossed, then decide."""
+        milestones, rungs, top = self._geometry[self._bracket[n]]
         key = (self._sign * value, n) if _isfinite(value) else (_INF, n)
         values = self._rung_values[n]
-        k = len(values)
-        top = len(milestones) - 1
-        bests = self._best
+        k = len(values)  # the first milestone not crossed before: step >= milestones[k]
+        leads = rungs[k].add(key)  # the stopping rule, at every milestone crossed
+        values += (value,)
         history = self.history
-        leads = True  # the stopping rule at every milestone crossed
-        while True:  # step >= milestones[k] here
-            if not rungs[k].add(key):
-                leads = False
+        if history is not None:
+            history.recorded(n, milestones[k], key[0])
+        k += 1
+        while k <= top and step >= milestones[k]:  # a report that jumped past several
+            leads = rungs[k].add(key) and leads
             values += (value,)
-            best = bests[bracket + k]
-            if best is None or key < best:
-                bests[bracket + k] = key
             if history is not None:
                 history.recorded(n, milestones[k], key[0])
             k += 1
-            if k > top or step < milestones[k]:
-                break
         self._rung_values[n] = values
-        counts = self._counts
+        states, counts = self._state, self._counts
         if k > top:
             states[n] = _COMPLETE
             counts["running"] -= 1
@@ -332,8 +333,6 @@ class Core:
             return _DONE
         self._next_at[n] = milestones[k]
         if self._promotion:
-            if history is not None:
-                history.settled(n)
             # The first milestone ahead of a running trial is always its granted one, so it
             # crossed its target: pause in the highest rung reached, promotable from there.
             self._granted[n] = k - 1
@@ -342,6 +341,8 @@ class Core:
             states[n] = _PAUSED
             counts["running"] -= 1
             counts["paused"] += 1
+            if history is not None:
+                history.settled(n)
             return _PAUSE
         if not leads:
             states[n] = _STOPPED
@@ -501,9 +502,11 @@ class Core:
 
     def best(self) -> FrozenTrial | None:
         """The best trial at the highest milestone any trial has reached."""
-        for key in reversed(self._best):
-            if key is not None:
-                return self.frozen(key[1])
+        # Rungs track their best key; a milestone is shared by rungs of several brackets.
+        for m in reversed(self.scheduler.milestones):
+            keys = [rung.best for rungs in self._rungs for rung in rungs if rung.milestone == m and len(rung)]
+            if keys:
+                return self.frozen(int(min(keys)[1]))
         return None
 
     def rung_sizes(self) -> list[list[tuple[int, int]]]:
@@ -521,4 +524,4 @@ class Core:
     def _promotable(self) -> bool:
         if not self._promotion:
             return False
-        return any(rungs[k].promotable() is not None for rungs in self._rungs for k in range(len(rungs) - 1))
+        return any(not rung.settled and rung.promotable() is not None for rung in self._scan)

@@ -28,15 +28,19 @@ _TopEntry: TypeAlias = tuple[float, int, Key]
 # The cut of a rung whose top is empty: it ranks before every key (keys hold a finite value or
 # +inf, and a number >= 0), so "key < cut" and "key <= cut" are false, as they must be.
 _EMPTY_CUT: Key = (-math.inf, -1)
+# The best key of an empty rung: every key ranks before it.
+_NO_BEST: tuple[float, float] = (math.inf, math.inf)
 
 
 class Rung:
-    __slots__ = ("cut", "eta", "gone", "milestone", "n", "rest", "settled", "top", "waiting")
+    __slots__ = ("best", "cut", "eta", "gone", "milestone", "n", "rest", "settled", "to", "top", "waiting")
 
-    def __init__(self, milestone: int, eta: int) -> None:
+    def __init__(self, milestone: int, eta: int, index: int = 0) -> None:
         self.milestone = milestone
         self.eta = eta
+        self.to = index + 1  # the rung of its bracket that a promotion from here goes to
         self.n = 0  # results recorded; len(top) == n // eta
+        self.best: Key | tuple[float, float] = _NO_BEST  # the best key recorded (when n > 0)
         self.top: list[_TopEntry] = []  # the best floor(n / eta) results, (-value, -number, key)
         self.rest: list[Key] = []  # the other results
         self.cut: Key = _EMPTY_CUT  # the worst key of top (un-negated), so tests are one compare
@@ -62,17 +66,22 @@ class Rung:
         if key < self.cut:  # better than the worst of the top: it takes that one's place
             heappush(rest, heappushpop(top, (-key[0], -key[1], key))[2])
             self.cut = top[0][2]
+            leads = True  # in the top, where nothing will push it out
         else:
             heappush(rest, key)
+            leads = False
         self.n = n = self.n + 1
         if n % self.eta == 0:  # floor(n / eta) just grew by one: the best of the rest moves up
             best = heappop(rest)
             heappush(top, (-best[0], -best[1], best))
             self.cut = best  # worse than all of the top, since it was the best of the rest
+            leads = leads or best == key
+        elif not top:  # fewer than eta results: only the best one leads
+            leads = rest[0] == key
+        if key < self.best:
+            self.best = key
         self.settled = False
-        if top:
-            return key <= self.cut
-        return rest[0] == key
+        return leads
 
     def in_top(self, key: Key) -> bool:
         """Whether a recorded ``key`` ranks among the best ``floor(n / eta)`` results."""
@@ -99,17 +108,19 @@ class Rung:
 
     def best_waiting(self) -> Key | None:
         waiting, gone = self.waiting, self.gone
-        while waiting and waiting[0] in gone:
-            gone.discard(heappop(waiting))
+        if gone:
+            while waiting and waiting[0] in gone:
+                gone.discard(heappop(waiting))
         return waiting[0] if waiting else None
 
     def promotable(self) -> Key | None:
-        """The best waiting trial if it is among the best ``floor(n / eta)``, else None."""
-        if not self.settled:
-            best = self.best_waiting()
-            if best is not None and best <= self.cut:
-                return best
-            self.settled = True
+        """The best waiting trial if it is among the best ``floor(n / eta)``, else None.
+
+        Call it only on a rung that is not ``settled`` (get_job skips the settled ones)."""
+        best = self.best_waiting()
+        if best is not None and best <= self.cut:
+            return best
+        self.settled = True
         return None
 
     # ---------------------------------------------------------------- reports (not hot)

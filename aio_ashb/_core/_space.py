@@ -250,6 +250,28 @@ Dimension: TypeAlias = Float | Int | Categorical
 _DIMENSIONS = (Float, Int, Categorical)
 
 
+def _params_builder(items: Mapping[str, Dimension | Constant]) -> Callable[[list[float]], Params]:
+    """A function from unit coordinates to params, for these items, as one dict display:
+    ``{'lr': m0(c[0]), 'x': m1(c[1]), 'batch': v2}``, with each dimension's unit mapper (``m``)
+    and each constant's value (``v``) bound by name. Sampling runs it once per new trial; a
+    loop over the items cost twice as much (namedtuple and dataclasses build code the same
+    way). Names enter the source only as ``repr`` literals."""
+    env: dict[str, Any] = {}
+    entries = []
+    coord = 0
+    for j, (name, dim) in enumerate(items.items()):
+        if isinstance(dim, Constant):
+            env[f"v{j}"] = dim.value
+            entries.append(f"{name!r}: v{j}")
+        else:
+            env[f"m{j}"] = dim.unit_mapper()
+            entries.append(f"{name!r}: m{j}(c[{coord}])")
+            coord += 1
+    exec(f"def params_of(c):\n    return {{{', '.join(entries)}}}\n", env)
+    builder: Callable[[list[float]], Params] = env["params_of"]
+    return builder
+
+
 class SearchSpace(Mapping[str, Dimension | Constant]):
     """An ordered mapping from parameter names to dimensions or constants.
 
@@ -257,7 +279,7 @@ class SearchSpace(Mapping[str, Dimension | Constant]):
     "act": Categorical(["relu", "tanh"]), "batch": 64}`` (plain scalars become constants).
     """
 
-    __slots__ = ("_items", "_dims", "_ndim", "_plan", "_no_constants")
+    __slots__ = ("_items", "_dims", "_ndim", "_map")
 
     def __init__(self, items: Mapping[str, Any]) -> None:
         if isinstance(items, SearchSpace):
@@ -280,13 +302,8 @@ class SearchSpace(Mapping[str, Dimension | Constant]):
             if not self._items:
                 raise ConfigError("the search space is empty")
         self._dims = [(n, d) for n, d in self._items.items() if isinstance(d, _DIMENSIONS)]
-        # Per item, in order: (name, the dimension's unit mapper or None, the constant's value).
-        self._plan: list[tuple[str, UnitMapper | None, Any]] = [
-            (n, None, d.value) if isinstance(d, Constant) else (n, d.unit_mapper(), None)
-            for n, d in self._items.items()
-        ]
         self._ndim = len(self._dims)
-        self._no_constants = self._ndim == len(self._items)
+        self._map = _params_builder(self._items)
 
     def __getitem__(self, key: str) -> Dimension | Constant:
         return self._items[key]
@@ -305,6 +322,10 @@ class SearchSpace(Mapping[str, Dimension | Constant]):
 
     __hash__ = None  # type: ignore[assignment]
 
+    def __reduce__(self) -> tuple[type[SearchSpace], tuple[dict[str, Dimension | Constant]]]:
+        # Pickled (and copied) by its items: the params builder is code made in __init__.
+        return (SearchSpace, (self._items,))
+
     @property
     def dimensions(self) -> tuple[tuple[str, Dimension], ...]:
         """The (name, dimension) pairs that take a unit-cube coordinate, in coordinate order."""
@@ -320,18 +341,6 @@ class SearchSpace(Mapping[str, Dimension | Constant]):
         if len(u) != len(self._dims):
             raise ConfigError(f"expected {len(self._dims)} coordinates, got {len(u)}")
         return self._map([float(x) for x in u])
-
-    def _map(self, coords: list[float]) -> Params:
-        # Plain loops: a comprehension is a function call of its own in Python 3.11.
-        out: Params = {}
-        if self._no_constants:
-            for (name, f, _), x in zip(self._plan, coords, strict=True):
-                out[name] = f(x)  # type: ignore[misc]
-            return out
-        it = iter(coords)
-        for name, f, value in self._plan:
-            out[name] = value if f is None else f(next(it))
-        return out
 
     def to_unit(self, params: Mapping[str, Any]) -> np.ndarray:
         """Map params (validated) to their point in the unit cube."""

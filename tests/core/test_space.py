@@ -182,3 +182,13 @@ def test_sampling_matches_the_plain_formulas_bit_for_bit() -> None:
     rng, ref = np.random.default_rng(11), np.random.default_rng(11)
     for _ in range(500):
         assert repr(space.sample(rng)) == repr(_clamped_reference(space, ref.random(6).tolist()))
+
+
+def test_a_space_pickles_and_copies_and_samples_the_same_after() -> None:
+    import copy
+    import pickle
+
+    space = SearchSpace({"a": Float(1e-3, 1.0, log=True), "k": 7, "z": Categorical(["p", "q"])})
+    for twin in (pickle.loads(pickle.dumps(space)), copy.deepcopy(space), copy.copy(space)):
+        assert twin == space and list(twin) == list(space)
+        assert twin.sample(np.random.default_rng(5)) == space.sample(np.random.default_rng(5))
