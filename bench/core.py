@@ -54,15 +54,16 @@ def core_blocks(n_trials: int, mode: Mode, block: int = 1000) -> tuple[list[tupl
     sqrt = math.sqrt
     next_job, apply = core.next_job, core.apply
     CONTINUE, PAUSE = Decision.CONTINUE, Decision.PAUSE
-    decisions = 0
+    created = 0
     i = 0
     t_start = t_prev = perf()
     while True:
         while len(running) < 8:
-            job = next_job(can_start=core.n_trials < n_trials)
+            job = next_job(can_start=created < n_trials)
             if job is None:
                 break
             if type(job) is TrialCreated:
+                created += 1
                 f, g = curve_terms(job.params)
                 running.append([job.number, 0, f, g])
             else:  # promoted (this workload interrupts nothing, so nothing resumes)
@@ -84,8 +85,7 @@ def core_blocks(n_trials: int, mode: Mode, block: int = 1000) -> tuple[list[tupl
         t = perf()
         b[1] += t - t_prev
         t_prev = t
-        decisions += 1
-    return [(int(d), float(s)) for d, s in blocks], decisions, perf() - t_start
+    return [(int(d), float(s)) for d, s in blocks], sum(int(d) for d, _ in blocks), perf() - t_start
 
 
 def core_parts(n_trials: int, mode: Mode) -> dict[str, tuple[int, float]]:
