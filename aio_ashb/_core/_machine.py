@@ -133,7 +133,9 @@ class Core:
         # get_job's scan order, flattened once: brackets in order, in each the rungs that can
         # promote (all but the top one) from the top down.
         self._scan = [rungs[k] for rungs in self._rungs for k in range(len(rungs) - 2, -1, -1)]
-        self._cum_probs = np.cumsum(scheduler.bracket_probabilities())
+        # The same floats as numpy's cumsum, in a list: bisect on it gives searchsorted's
+        # answer (side="right") for a scalar without numpy's per-call cost.
+        self._cum_probs: list[float] = np.cumsum(scheduler.bracket_probabilities()).tolist()
         self._multi_bracket = scheduler.n_brackets > 1
         # Per-trial state, one list per field, indexed by trial number. Columns rather than an
         # object per trial: 100,000 small objects would make every full garbage collection walk
@@ -240,7 +242,7 @@ class Core:
         rng = self.rng
         bracket = 0
         if self._multi_bracket:
-            bracket = int(np.searchsorted(self._cum_probs, rng.random(), side="right"))
+            bracket = bisect.bisect_right(self._cum_probs, rng.random())
             bracket = min(bracket, len(self._rungs) - 1)  # guard the float sum's last ulp
         if self._queue:
             params = self._queue.popleft()
