@@ -7,7 +7,8 @@ log replays into an identical core.
 
 Each rung (``_rung.Rung``) keeps its results split into the best ``floor(n / eta)`` and the
 rest, in two heaps, plus a heap of the paused trials waiting there. A report at a milestone costs
-O(log n) at worst (O(1) on average); the promotion test of the paper's ``get_job`` ("is the best
+O(log n) (see ``_rung``); a report between milestones, most of them, a few list look-ups; the
+promotion test of the paper's ``get_job`` ("is the best
 unpromoted trial among the top floor(n/eta) of the rung?") is one comparison per rung, and rungs
 that did not change since they were last found settled are skipped. Nothing scans a rung or the
 trial list on the hot path.
