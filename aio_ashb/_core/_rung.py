@@ -60,8 +60,9 @@ class Rung:
     def add(self, key: Key) -> bool:
         """Record a result: O(log n).
 
-        Returns whether ``key`` now ranks among the best ``max(1, floor(n / eta))`` results (the
-        stopping rule, see :meth:`leads`), which costs one more comparison here.
+        Returns whether ``key`` now ranks among the best ``max(1, floor(n / eta))`` results: the
+        stopping rule (with fewer than eta results only the best one continues), answered here
+        from what the add already compared.
         """
         top = self.top
         rest = self.rest
@@ -88,13 +89,6 @@ class Rung:
     def in_top(self, key: Key) -> bool:
         """Whether a recorded ``key`` ranks among the best ``floor(n / eta)`` results."""
         return key <= self.cut
-
-    def leads(self, key: Key) -> bool:
-        """Whether a recorded ``key`` ranks among the best ``max(1, floor(n / eta))`` results
-        (the stopping rule: with fewer than eta results only the best one continues)."""
-        if self.top:
-            return key <= self.cut
-        return bool(self.rest) and self.rest[0] == key
 
     # ---------------------------------------------------------------- waiting trials
     def wait(self, key: Key) -> None:
