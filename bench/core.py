@@ -7,7 +7,8 @@ Part 1 drives ``Core`` directly with the common workload (shared/BENCHMARKS.md s
 8 trials active, every trial reports every step 1..81 until a decision stops or pauses it.
 A decision is one report answered (``Core.apply(Reported)``); the ``next_job`` calls that
 refill slots are counted as time but not as decisions. Timing covers the whole driver loop,
-loss computation included, so the figures understate the core alone.
+loss computation and event construction included, so the figures understate the core alone;
+the driver itself is kept lean (see ``core_blocks``).
 
 Part 2 runs ``Study.run`` with a no-op async objective (it only reports) at concurrency 8 on
 MemoryStorage and, when optuna is installed, Optuna's optimize with the same loss and a
@@ -22,6 +23,7 @@ import math
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,40 +38,126 @@ MODES: tuple[Mode, ...] = ("promotion", "stopping")
 
 
 def core_blocks(n_trials: int, mode: Mode, block: int = 1000) -> tuple[list[tuple[int, float]], int, float]:
-    """Return per-block (decisions, seconds), total decisions and total seconds."""
+    """Return per-block (decisions, seconds), total decisions and total seconds.
+
+    The driver is kept lean so that it measures the core, not itself: it keeps each trial's
+    loss terms and last step beside the trial (a paused trial's are parked until its promotion)
+    instead of asking the core for a snapshot (``frozen``) or the step; it reads the clock once
+    per iteration, and each iteration's whole time (refilling slots, the loss, building the
+    ``Reported`` event, ``apply``) goes to the block of the trial that reported.
+    """
     core = Core(aa.SearchSpace(SPACE), aa.ASHA(MIN_R, MAX_R, ETA, mode=mode), aa.RandomSampler(0))
     blocks = [[0, 0.0] for _ in range((n_trials + block - 1) // block)]
     running: list[list[Any]] = []  # [number, step, f, g]
+    parked: dict[int, list[Any]] = {}  # paused trials' entries, by number
     perf = time.perf_counter
-    t_start = perf()
-    decisions = 0
+    sqrt = math.sqrt
+    next_job, apply = core.next_job, core.apply
+    CONTINUE, PAUSE = Decision.CONTINUE, Decision.PAUSE
+    created = 0
     i = 0
+    t_start = t_prev = perf()
     while True:
-        t0 = perf()
         while len(running) < 8:
-            job = core.next_job(can_start=core.n_trials < n_trials)
+            job = next_job(can_start=created < n_trials)
             if job is None:
                 break
-            number = job.number
-            params = job.params if isinstance(job, TrialCreated) else core.frozen(number).params
-            f, g = curve_terms(params)
-            running.append([number, core.step_of(number), f, g])
+            if type(job) is TrialCreated:
+                created += 1
+                f, g = curve_terms(job.params)
+                running.append([job.number, 0, f, g])
+            else:  # promoted (this workload interrupts nothing, so nothing resumes)
+                running.append(parked.pop(job.number))
         if not running:
             break
         i = (i + 1) % len(running)
         entry = running[i]
         number, step, f, g = entry
         step += 1
-        decision = core.apply(Reported(number, step, f + g / math.sqrt(step)))
-        if decision is Decision.CONTINUE:
-            entry[1] = step
-        else:
+        decision = apply(Reported(number, step, f + g / sqrt(step)))
+        entry[1] = step
+        if decision is not CONTINUE:
             running.pop(i)
+            if decision is PAUSE:
+                parked[number] = entry
         b = blocks[number // block]
         b[0] += 1
-        b[1] += perf() - t0
-        decisions += 1
-    return [(int(d), float(s)) for d, s in blocks], decisions, perf() - t_start
+        t = perf()
+        b[1] += t - t_prev
+        t_prev = t
+    return [(int(d), float(s)) for d, s in blocks], sum(int(d) for d, _ in blocks), perf() - t_start
+
+
+def core_parts(n_trials: int, mode: Mode) -> dict[str, tuple[int, float]]:
+    """Where a decision's time goes: the common workload again, every call timed on its own.
+
+    Returns, per part, (calls, median µs per call), less the median cost of reading the clock
+    twice (medians: a call that the OS preempted would swamp a mean on a shared machine). The
+    parts are the ``Reported`` event's construction, ``apply(Reported)`` by its decision (a
+    CONTINUE below a milestone, or the decision at one), ``next_job`` by what it did, and, on
+    their own, the pieces of a new trial: sampling, the generator state, the event.
+    """
+    import numpy as np
+
+    core = Core(aa.SearchSpace(SPACE), aa.ASHA(MIN_R, MAX_R, ETA, mode=mode), aa.RandomSampler(0))
+    ns = time.perf_counter_ns
+    overhead = statistics.median(-ns() + ns() for _ in range(10_000))
+    parts: dict[str, list[int]] = {}
+
+    def add(name: str, dt: int) -> None:
+        parts.setdefault(name, []).append(dt)
+
+    running: list[list[Any]] = []
+    parked: dict[int, list[Any]] = {}
+    i = 0
+    while True:
+        while len(running) < 8:
+            can_start = core.n_trials < n_trials
+            t0 = ns()
+            job = core.next_job(can_start=can_start)
+            dt = ns() - t0
+            if job is None:
+                add("next_job -> None", dt)
+                break
+            add(f"next_job -> {type(job).__name__}", dt)
+            if type(job) is TrialCreated:
+                f, g = curve_terms(job.params)
+                running.append([job.number, 0, f, g])
+            else:
+                running.append(parked.pop(job.number))
+        if not running:
+            break
+        i = (i + 1) % len(running)
+        entry = running[i]
+        number, step, f, g = entry
+        step += 1
+        value = f + g / math.sqrt(step)
+        t0 = ns()
+        ev = Reported(number, step, value)
+        t1 = ns()
+        decision = core.apply(ev)
+        t2 = ns()
+        add("Reported(...)", t1 - t0)
+        assert decision is not None  # a report always gets one
+        at_milestone = step in core.scheduler.milestones
+        add(f"apply(Reported) -> {decision.name}{' at a milestone' if at_milestone else ''}", t2 - t1)
+        entry[1] = step
+        if decision is not Decision.CONTINUE:
+            running.pop(i)
+            if decision is Decision.PAUSE:
+                parked[number] = entry
+    space, rng = core.space, np.random.default_rng(0)
+    pieces: list[tuple[str, Callable[[], object]]] = [
+        ("  new trial: space.sample", lambda: space.sample(rng)),
+        ("  new trial: rng.bit_generator.state", lambda: rng.bit_generator.state),
+        ("  new trial: TrialCreated(...)", lambda: TrialCreated(0, 0, {}, {}, 0.0)),
+    ]
+    for name, fn in pieces:
+        for _ in range(20_000):
+            t0 = ns()
+            fn()
+            add(name, ns() - t0)
+    return {name: (len(t), (statistics.median(t) - overhead) / 1000) for name, t in sorted(parts.items())}
 
 
 async def e2e_aio(n_trials: int, mode: Mode) -> tuple[int, float]:
@@ -118,8 +206,22 @@ def main() -> None:
     parser.add_argument("--optuna-trials", type=int, default=1000, help="trials for Optuna (default 1000)")
     parser.add_argument("--repeats", type=int, default=3, help="repeats of every measurement (median)")
     parser.add_argument("--all-blocks", action="store_true", help="print every block of 1000 trials")
+    parser.add_argument(
+        "--parts", action="store_true", help="only print where a decision's time goes (core_parts)"
+    )
     args = parser.parse_args()
     print(f"# {machine()}\n")
+
+    if args.parts:
+        print(f"## Where a decision's time goes, {args.trials:,} trials (median of {args.repeats} runs)\n")
+        for mode in MODES:
+            part_runs = [core_parts(args.trials, mode) for _ in range(args.repeats)]
+            print(f"### mode={mode}\n\n| part | calls | µs per call |\n| --- | --- | --- |")
+            for name, (calls, _) in part_runs[0].items():
+                us = statistics.median(r[name][1] for r in part_runs)
+                print(f"| {name} | {calls:,} | {us:.2f} |")
+            print()
+        return
 
     print(f"## 1. Core decisions per second, {args.trials:,} trials, 8 active, rungs 1-3-9-27-81\n")
     for mode in MODES:

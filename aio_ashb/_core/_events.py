@@ -3,11 +3,18 @@
 Every change to a study is one of the events below. The core applies them (``Core.apply``), the
 runner appends them to storage, and replaying the stored events into a fresh core rebuilds it
 exactly. Events are frozen, slotted dataclasses: cheap to build on the hot path and safe to share.
+
+The events built once per report or per job (``Reported``, ``TrialCreated``, ``TrialPromoted``,
+``TrialResumed``) write their slots through the slots' own descriptors in a hand-written
+``__init__``: a frozen dataclass's generated one goes through ``object.__setattr__`` per field,
+which made building a ``Reported`` cost as much as the core's whole answer to it. Same fields,
+same signature, still frozen (``tests/core/test_events.py`` checks).
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -49,6 +56,15 @@ class Direction(enum.Enum):
 
 
 # ---------------------------------------------------------------- events of the log
+_Setter: TypeAlias = Callable[[Any, Any], None]
+
+
+def _setters(cls: type, *names: str) -> tuple[_Setter, ...]:
+    """The ``__set__`` of each named slot of ``cls``: it writes the slot past the frozen
+    dataclass's ``__setattr__``, as the generated ``__init__`` does, but in one call."""
+    return tuple(vars(cls)[name].__set__ for name in names)
+
+
 @dataclass(frozen=True, slots=True)
 class Enqueued:
     """A fixed configuration to try before sampled ones (validated against the space)."""
@@ -71,6 +87,20 @@ class TrialCreated:
     rng_state: dict[str, Any]
     time: float = 0.0
 
+    def __init__(
+        self, number: int, bracket: int, params: dict[str, Any], rng_state: dict[str, Any], time: float = 0.0
+    ) -> None:
+        _created_number(self, number)
+        _created_bracket(self, bracket)
+        _created_params(self, params)
+        _created_rng_state(self, rng_state)
+        _created_time(self, time)
+
+
+_created_number, _created_bracket, _created_params, _created_rng_state, _created_time = _setters(
+    TrialCreated, "number", "bracket", "params", "rng_state", "time"
+)
+
 
 @dataclass(frozen=True, slots=True)
 class TrialPromoted:
@@ -80,6 +110,14 @@ class TrialPromoted:
     rung: int
     time: float = 0.0
 
+    def __init__(self, number: int, rung: int, time: float = 0.0) -> None:
+        _promoted_number(self, number)
+        _promoted_rung(self, rung)
+        _promoted_time(self, time)
+
+
+_promoted_number, _promoted_rung, _promoted_time = _setters(TrialPromoted, "number", "rung", "time")
+
 
 @dataclass(frozen=True, slots=True)
 class TrialResumed:
@@ -87,6 +125,13 @@ class TrialResumed:
 
     number: int
     time: float = 0.0
+
+    def __init__(self, number: int, time: float = 0.0) -> None:
+        _resumed_number(self, number)
+        _resumed_time(self, time)
+
+
+_resumed_number, _resumed_time = _setters(TrialResumed, "number", "time")
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +142,17 @@ class Reported:
     step: int
     value: float
     time: float = 0.0
+
+    def __init__(self, number: int, step: int, value: float, time: float = 0.0) -> None:
+        _reported_number(self, number)
+        _reported_step(self, step)
+        _reported_value(self, value)
+        _reported_time(self, time)
+
+
+_reported_number, _reported_step, _reported_value, _reported_time = _setters(
+    Reported, "number", "step", "value", "time"
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,8 @@ log replays into an identical core.
 
 Each rung (``_rung.Rung``) keeps its results split into the best ``floor(n / eta)`` and the
 rest, in two heaps, plus a heap of the paused trials waiting there. A report at a milestone costs
-O(log n) at worst (O(1) on average); the promotion test of the paper's ``get_job`` ("is the best
+O(log n) (see ``_rung``); a report between milestones, most of them, a few list look-ups; the
+promotion test of the paper's ``get_job`` ("is the best
 unpromoted trial among the top floor(n/eta) of the rung?") is one comparison per rung, and rungs
 that did not change since they were last found settled are skipped. Nothing scans a rung or the
 trial list on the hot path.
@@ -23,7 +24,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sortedcontainers import SortedList
 
 from aio_ashb._core._events import (
     Checkpointed,
@@ -54,6 +54,8 @@ from aio_ashb._exceptions import ReportError, StateError
 _INF = math.inf
 
 _RUNNING, _PAUSED, _INTERRUPTED = TrialState.RUNNING, TrialState.PAUSED, TrialState.INTERRUPTED
+_COMPLETE, _STOPPED = TrialState.COMPLETE, TrialState.STOPPED
+_CONTINUE, _PAUSE, _STOP, _DONE = Decision.CONTINUE, Decision.PAUSE, Decision.STOP, Decision.COMPLETE
 _isfinite = math.isfinite
 
 
@@ -115,13 +117,27 @@ class Core:
         # A learning sampler sees the study through a History the handlers keep up to date;
         # for random search there is none, and the hot paths skip it with one test.
         self._learner = sampler if isinstance(sampler, LearningSampler) else None
+        # RandomSampler.sample is space.sample, whose params are valid by construction: the
+        # hot path calls it directly and skips the validation.
+        self._plain_random = type(sampler) is RandomSampler
         self.history = History(space) if self._learner is not None else None
         self._sign = 1.0 if direction is Direction.MINIMIZE else -1.0
         self._eta = scheduler.reduction_factor
         self._promotion = scheduler.mode == "promotion"
         self._milestones = [scheduler.bracket_milestones(s) for s in range(scheduler.n_brackets)]
-        self._rungs = [[Rung(m, self._eta) for m in ms] for ms in self._milestones]
-        self._cum_probs = np.cumsum(scheduler.bracket_probabilities())
+        self._rungs = [[Rung(m, self._eta, k) for k, m in enumerate(ms)] for ms in self._milestones]
+        # Per bracket, what a report at a milestone needs, in one lookup: milestones, rungs and
+        # the index of the top one.
+        self._geometry = [
+            (ms, rungs, len(ms) - 1) for ms, rungs in zip(self._milestones, self._rungs, strict=True)
+        ]
+        # get_job's scan order, flattened once: brackets in order, in each the rungs that can
+        # promote (all but the top one) from the top down.
+        self._scan = [rungs[k] for rungs in self._rungs for k in range(len(rungs) - 2, -1, -1)]
+        # The same floats as numpy's cumsum, in a list: bisect on it gives searchsorted's
+        # answer (side="right") for a scalar without numpy's per-call cost.
+        self._cum_probs: list[float] = np.cumsum(scheduler.bracket_probabilities()).tolist()
+        self._multi_bracket = scheduler.n_brackets > 1
         # Per-trial state, one list per field, indexed by trial number. Columns rather than an
         # object per trial: 100,000 small objects would make every full garbage collection walk
         # them all, while lists of numbers, tuples and shared enums cost it almost nothing.
@@ -130,19 +146,22 @@ class Core:
         self._state: list[TrialState] = []
         self._step: list[int] = []
         self._value: list[float | None] = []
-        self._next_ms: list[int] = []  # index of the first milestone of its bracket not crossed
+        # The first milestone not crossed yet (while there is one): a report below it is
+        # answered with one comparison, without looking up the bracket's milestones. Its index
+        # in the bracket is len(_rung_values[n]), the number of milestones crossed.
+        self._next_at: list[int] = []
         self._granted: list[int] = []  # promotion mode: the rung it may run to
         self._waiting: list[Key | None] = []  # its key in the rung it waits in, while paused
-        self._rung_values: list[tuple[float, ...]] = []  # value recorded at rung k < next_ms
+        self._rung_values: list[tuple[float, ...]] = []  # the value recorded at each rung crossed
         self._error: dict[int, str] = {}
         self._checkpoint_step: dict[int, int] = {}
         self._queue: deque[dict[str, Any]] = deque()
-        self._interrupted: SortedList[int] = SortedList()
+        # Numbers of the INTERRUPTED trials, sorted (a plain list: there are at most as many as
+        # ran at once, and its truth test on the get_job path is free).
+        self._interrupted: list[int] = []
         # Keyed by the state's string value: Enum.__hash__ is Python code, str hashes are cached.
         self._counts = {state.value: 0 for state in TrialState}
-        self._best: dict[int, tuple[Key, int]] = {}  # milestone -> best (key, number) there
         self._handlers: dict[type, Callable[[Any], Decision | None]] = {
-            Reported: self._on_reported,
             Checkpointed: self._on_checkpointed,
             TrialCreated: self._on_created,
             TrialPromoted: self._on_promoted,
@@ -159,11 +178,39 @@ class Core:
         An event that the current state forbids raises (StateError, ReportError) and changes
         nothing.
         """
+        if type(event) is not Reported:
+            try:
+                handler = self._handlers[type(event)]
+            except KeyError:
+                raise StateError(f"not an event: {event!r}") from None
+            return handler(event)
+        # A report: the hot path, handled here (a method call costs as much as the checks).
+        # The checks are _state_of's and check_step's, inlined and ordered so that a
+        # well-formed report pays for a few type and range tests only.
+        n = event.number
         try:
-            handler = self._handlers[type(event)]
-        except KeyError:
-            raise StateError(f"not an event: {event!r}") from None
-        return handler(event)
+            state = self._state[n] if type(n) is int and n >= 0 else None
+        except IndexError:
+            state = None
+        if state is not _RUNNING:
+            if state is None:
+                raise StateError(f"there is no trial {n!r}")
+            raise StateError(f"trial {n} is {state.value}; only a running trial reports")
+        step = event.step
+        if type(step) is not int:
+            step = check_step(step)  # numpy integers are fine; anything else raises
+        last = self._step[n]
+        if step <= last:  # also catches step < 1, as last >= 0
+            check_step(step)
+            raise ReportError(f"trial {n} reported step {step!r} after step {last}; steps must increase")
+        value = event.value
+        if type(value) is not float:
+            value = check_value(value)
+        self._step[n] = step
+        self._value[n] = value
+        if step < self._next_at[n]:
+            return _CONTINUE
+        return self._at_milestone(n, step, value)
 
     def replay(self, events: Sequence[Event]) -> None:
         for ev in events:
@@ -183,41 +230,42 @@ class Core:
             self._on_resumed(resumed)
             return resumed
         if self._promotion:
-            for rungs in self._rungs:
-                for k in range(len(rungs) - 2, -1, -1):
-                    rung = rungs[k]
-                    if rung.settled:
-                        continue
-                    best = rung.promotable()
-                    if best is not None:
-                        promoted = TrialPromoted(best[1], k + 1, time)
-                        self._on_promoted(promoted)
-                        return promoted
+            for rung in self._scan:
+                if rung.settled:
+                    continue
+                best = rung.promotable()
+                if best is not None:
+                    promoted = TrialPromoted(best[1], rung.to, time)
+                    self._promote(best[1], rung.to, rung, best)  # valid by construction
+                    return promoted
         if not can_start:
             return None
+        rng = self.rng
         bracket = 0
-        if len(self._rungs) > 1:
-            bracket = int(np.searchsorted(self._cum_probs, self.rng.random(), side="right"))
+        if self._multi_bracket:
+            bracket = bisect.bisect_right(self._cum_probs, rng.random())
             bracket = min(bracket, len(self._rungs) - 1)  # guard the float sum's last ulp
         if self._queue:
-            params = self._queue[0]
+            params = self._queue.popleft()
+        elif self._plain_random:
+            params = self.space.sample(rng)
         else:
             if self._learner is not None and self.history is not None:
-                params = self._learner.propose(self.space, self.rng, self.history)
+                params = self._learner.propose(self.space, rng, self.history)
             else:
-                params = self.sampler.sample(self.space, self.rng)
-            if type(self.sampler) is not RandomSampler:  # its params are valid by construction
-                params = self.space.validate(params)
-        state: Any = self.rng.bit_generator.state  # a fresh dict on every access
-        created = TrialCreated(len(self._state), bracket, params, state, time)
-        self._on_created(created, live=True)
+                params = self.sampler.sample(self.space, rng)
+            params = self.space.validate(params)
+        state: Any = rng.bit_generator.state  # a fresh dict on every access
+        number = len(self._state)
+        created = TrialCreated(number, bracket, params, state, time)
+        self._create(number, bracket, params)
         return created
 
     # ------------------------------------------------------------------ handlers
     def _on_enqueued(self, ev: Enqueued) -> None:
         self._queue.append(self.space.validate(ev.params))
 
-    def _on_created(self, ev: TrialCreated, live: bool = False) -> None:
+    def _on_created(self, ev: TrialCreated) -> None:
         n = len(self._state)
         if ev.number != n:
             raise StateError(f"trial {ev.number} created out of order; next is {n}")
@@ -227,20 +275,25 @@ class Core:
             if ev.params != self._queue[0]:
                 raise StateError(f"trial {ev.number} should have taken the enqueued params first")
             self._queue.popleft()
-        if not live:  # replay: restore the generator as it was after this trial's draws
-            self.rng.bit_generator.state = ev.rng_state
-        self._bracket.append(ev.bracket)
-        self._params.append(ev.params)
+        # Replay: restore the generator as it was after this trial's draws.
+        self.rng.bit_generator.state = ev.rng_state
+        self._create(n, ev.bracket, ev.params)
+
+    def _create(self, n: int, bracket: int, params: dict[str, Any]) -> None:
+        """Add trial ``n``, RUNNING, checked (replay) or valid by construction (next_job)."""
+        first = self._milestones[bracket][0]
+        self._bracket.append(bracket)
+        self._params.append(params)
         self._state.append(_RUNNING)
         self._step.append(0)
         self._value.append(None)
-        self._next_ms.append(0)
+        self._next_at.append(first)
         self._granted.append(0)
         self._waiting.append(None)
         self._rung_values.append(())
         self._counts["running"] += 1
         if self.history is not None:
-            self.history.created(n, ev.params, self._milestones[ev.bracket][0])
+            self.history.created(n, params, first)
 
     def _state_of(self, number: int) -> TrialState:
         if type(number) is int and 0 <= number < len(self._state):
@@ -253,71 +306,57 @@ class Core:
         counts[state._value_] += 1
         self._state[n] = state
 
-    def _key(self, value: float, number: int) -> Key:
-        if _isfinite(value):
-            return (self._sign * value, number)
-        return (_INF, number)
-
-    def _on_reported(self, ev: Reported) -> Decision:
-        n = ev.number
-        state = self._state_of(n)
-        if state is not _RUNNING:
-            raise StateError(f"trial {n} is {state.value}; only a running trial reports")
-        step = ev.step
-        if type(step) is not int or step < 1:
-            step = check_step(step)  # numpy integers are fine; anything else raises
-        last = self._step[n]
-        if step <= last:
-            raise ReportError(f"trial {n} reported step {step!r} after step {last}; steps must increase")
-        value = ev.value if type(ev.value) is float else check_value(ev.value)
-        self._step[n] = step
-        self._value[n] = value
-        bracket = self._bracket[n]
-        milestones = self._milestones[bracket]
-        k = self._next_ms[n]
-        if step < milestones[k]:  # k < len(milestones) while the trial is running
-            return Decision.CONTINUE
-        # A milestone was reached: record the value at every milestone the step crossed.
-        rungs = self._rungs[bracket]
-        key = self._key(value, n)
-        first = k
-        top = len(milestones) - 1
+    def _at_milestone(self, n: int, step: int, value: float) -> Decision:
+        """The rest of a report (checked and stored by ``apply``) that reached a milestone:
+        record the value at every milestone the step crossed, then decide."""
+        milestones, rungs, top = self._geometry[self._bracket[n]]
+        key = (self._sign * value, n) if _isfinite(value) else (_INF, n)
+        values = self._rung_values[n]
+        k = len(values)  # the first milestone not crossed before: step >= milestones[k]
+        leads = rungs[k].add(key)  # the stopping rule, at every milestone crossed
+        values += (value,)
         history = self.history
-        while k <= top and step >= milestones[k]:
-            rungs[k].add(key)
-            self._rung_values[n] += (value,)
-            m = milestones[k]
-            best = self._best.get(m)
-            if best is None or key < best[0]:
-                self._best[m] = (key, n)
+        if history is not None:
+            history.recorded(n, milestones[k], key[0])
+        k += 1
+        while k <= top and step >= milestones[k]:  # a report that jumped past several
+            leads = rungs[k].add(key) and leads
+            values += (value,)
             if history is not None:
-                history.recorded(n, m, key[0])
+                history.recorded(n, milestones[k], key[0])
             k += 1
-        self._next_ms[n] = k
+        self._rung_values[n] = values
+        states, counts = self._state, self._counts
         if k > top:
-            self._set_state(n, TrialState.COMPLETE)
+            states[n] = _COMPLETE
+            counts["running"] -= 1
+            counts["complete"] += 1
             if history is not None:
                 history.settled(n)
-            return Decision.COMPLETE
+            return _DONE
+        self._next_at[n] = milestones[k]
         if self._promotion:
-            if history is not None:
-                history.settled(n)
             # The first milestone ahead of a running trial is always its granted one, so it
             # crossed its target: pause in the highest rung reached, promotable from there.
             self._granted[n] = k - 1
             self._waiting[n] = key
             rungs[k - 1].wait(key)
-            self._set_state(n, _PAUSED)
-            return Decision.PAUSE
-        for j in range(first, k):
-            if not rungs[j].leads(key):
-                self._set_state(n, TrialState.STOPPED)
-                if history is not None:
-                    history.settled(n)
-                return Decision.STOP
+            states[n] = _PAUSED
+            counts["running"] -= 1
+            counts["paused"] += 1
+            if history is not None:
+                history.settled(n)
+            return _PAUSE
+        if not leads:
+            states[n] = _STOPPED
+            counts["running"] -= 1
+            counts["stopped"] += 1
+            if history is not None:
+                history.settled(n)
+            return _STOP
         if history is not None:
             history.heading(n, milestones[k])
-        return Decision.CONTINUE
+        return _CONTINUE
 
     def _on_promoted(self, ev: TrialPromoted) -> None:
         n = ev.number
@@ -329,12 +368,19 @@ class Core:
         rung = self._rungs[self._bracket[n]][granted]
         if not rung.in_top(key):
             raise StateError(f"trial {n} is not in the top 1/eta of rung {granted}")
+        self._promote(n, ev.rung, rung, key)
+
+    def _promote(self, n: int, to: int, rung: Rung, key: Key) -> None:
+        """Move the paused trial ``n`` (``key`` in ``rung``, rung ``to - 1``) on to rung ``to``."""
         rung.unwait(key)
         self._waiting[n] = None
-        self._granted[n] = ev.rung
-        self._set_state(n, _RUNNING)
+        self._granted[n] = to
+        self._state[n] = _RUNNING
+        counts = self._counts
+        counts["paused"] -= 1
+        counts["running"] += 1
         if self.history is not None:
-            self.history.heading(n, self._milestones[self._bracket[n]][ev.rung])
+            self.history.heading(n, self._milestones[self._bracket[n]][to])
 
     def _on_resumed(self, ev: TrialResumed) -> None:
         state = self._state_of(ev.number)
@@ -347,7 +393,7 @@ class Core:
         state = self._state_of(ev.number)
         if state is not _RUNNING:
             raise StateError(f"trial {ev.number} is {state.value}; only a running trial is interrupted")
-        self._interrupted.add(ev.number)
+        bisect.insort(self._interrupted, ev.number)
         self._set_state(ev.number, _INTERRUPTED)
 
     def _on_ended(self, ev: TrialEnded) -> None:
@@ -406,7 +452,7 @@ class Core:
         self._state_of(number)
         ms = self._milestones[self._bracket[number]]
         if self._promotion:
-            granted, next_ms = self._granted[number], self._next_ms[number]
+            granted, next_ms = self._granted[number], len(self._rung_values[number])
             return ms[granted] if granted >= next_ms else ms[min(next_ms, len(ms) - 1)]
         return ms[-1]
 
@@ -459,9 +505,12 @@ class Core:
 
     def best(self) -> FrozenTrial | None:
         """The best trial at the highest milestone any trial has reached."""
-        if not self._best:
-            return None
-        return self.frozen(self._best[max(self._best)][1])
+        # Rungs track their best key; a milestone is shared by rungs of several brackets.
+        for m in reversed(self.scheduler.milestones):
+            keys = [rung.best for rungs in self._rungs for rung in rungs if rung.milestone == m and len(rung)]
+            if keys:
+                return self.frozen(int(min(keys)[1]))
+        return None
 
     def rung_sizes(self) -> list[list[tuple[int, int]]]:
         """Per bracket, per rung: (milestone, number of results recorded there)."""
@@ -478,4 +527,4 @@ class Core:
     def _promotable(self) -> bool:
         if not self._promotion:
             return False
-        return any(rungs[k].promotable() is not None for rungs in self._rungs for k in range(len(rungs) - 1))
+        return any(not rung.settled and rung.promotable() is not None for rung in self._scan)

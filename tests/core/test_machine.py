@@ -396,3 +396,17 @@ def test_replaying_the_events_rebuilds_the_core_exactly() -> None:
     assert replayed.best() == core.best()
     for _ in range(20):  # and it decides the same from here on
         assert replayed.next_job() == core.next_job()
+
+
+def test_bracket_draw_bisects_as_searchsorted_does_at_the_edges() -> None:
+    import bisect
+
+    cum = np.cumsum(ASHA(1, 81, 3, brackets="all").bracket_probabilities())
+    points = [
+        0.0,
+        *cum.tolist(),
+        *np.nextafter(cum, 0).tolist(),
+        *np.random.default_rng(1).random(1000).tolist(),
+    ]
+    for u in points:
+        assert bisect.bisect_right(cum.tolist(), u) == int(np.searchsorted(cum, u, side="right"))

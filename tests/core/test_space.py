@@ -130,3 +130,65 @@ def test_random_sampler_seed() -> None:
     for bad in (-1, 1.5, "3", True):
         with pytest.raises(ConfigError, match="seed"):
             RandomSampler(bad)  # type: ignore[arg-type]
+
+
+def _clamped_reference(space: SearchSpace, u: list[float]) -> dict[str, object]:
+    """The mapping as first written (min/max clamps, constants recomputed per call)."""
+    out: dict[str, object] = {}
+    coords = iter(u)
+    for name, dim in space.items():
+        if isinstance(dim, Constant):
+            out[name] = dim.value
+            continue
+        x = next(coords)
+        if isinstance(dim, Float):
+            if dim.log:
+                lo, hi = math.log(dim.low), math.log(dim.high)
+                out[name] = min(dim.high, max(dim.low, math.exp(lo + x * (hi - lo))))
+            else:
+                out[name] = min(dim.high, max(dim.low, dim.low + x * (dim.high - dim.low)))
+        elif isinstance(dim, Int):
+            lo_e, hi_e = dim.low - 0.5, dim.high + 0.5
+            if dim.log:
+                lo_e, hi_e = math.log(lo_e), math.log(hi_e)
+            v = lo_e + x * (hi_e - lo_e)
+            v = math.exp(v) if dim.log else v
+            out[name] = min(dim.high, max(dim.low, math.floor(v + 0.5)))
+        else:
+            n = len(dim.choices)
+            out[name] = dim.choices[min(n - 1, max(0, int(x * n)))]
+    return out
+
+
+def test_sampling_matches_the_plain_formulas_bit_for_bit() -> None:
+    # The unit mappers precompute their constants and spell out the clamps: same values,
+    # same types, same signed zeros as min/max over the formulas.
+    space = SearchSpace(
+        {
+            "a": Float(1e-4, 1.0, log=True),
+            "b": Float(-0.0, 3.0),
+            "c": Float(-2.0, 0.0),
+            "k": 7,
+            "i": Int(1, 100),
+            "j": Int(1, 1000, log=True),
+            "z": Categorical(["p", "q", "r"]),
+        }
+    )
+    edges = [0.0, -0.0, 1.0, 0.999999999, 1e-300, 0.5, 1 - 2**-53]
+    points = [[e] * 6 for e in edges] + np.random.default_rng(3).random((2000, 6)).tolist()
+    for u in points:
+        got, want = space.from_unit(u), _clamped_reference(space, u)
+        assert repr(got) == repr(want) and [type(v) for v in got.values()] == [type(v) for v in want.values()]
+    rng, ref = np.random.default_rng(11), np.random.default_rng(11)
+    for _ in range(500):
+        assert repr(space.sample(rng)) == repr(_clamped_reference(space, ref.random(6).tolist()))
+
+
+def test_a_space_pickles_and_copies_and_samples_the_same_after() -> None:
+    import copy
+    import pickle
+
+    space = SearchSpace({"a": Float(1e-3, 1.0, log=True), "k": 7, "z": Categorical(["p", "q"])})
+    for twin in (pickle.loads(pickle.dumps(space)), copy.deepcopy(space), copy.copy(space)):
+        assert twin == space and list(twin) == list(space)
+        assert twin.sample(np.random.default_rng(5)) == space.sample(np.random.default_rng(5))
