@@ -39,6 +39,8 @@ from aio_ashb._core._events import (
     TrialPromoted,
     TrialResumed,
     TrialState,
+    pack_rng_state,
+    unpack_rng_state,
 )
 from aio_ashb._core._history import History
 from aio_ashb._core._rung import Key, Rung
@@ -255,7 +257,7 @@ class Core:
             else:
                 params = self.sampler.sample(self.space, rng)
             params = self.space.validate(params)
-        state: Any = rng.bit_generator.state  # a fresh dict on every access
+        state = pack_rng_state(rng.bit_generator.state)  # (a fresh dict on every access)
         number = len(self._state)
         created = TrialCreated(number, bracket, params, state, time)
         self._create(number, bracket, params)
@@ -276,7 +278,7 @@ class Core:
                 raise StateError(f"trial {ev.number} should have taken the enqueued params first")
             self._queue.popleft()
         # Replay: restore the generator as it was after this trial's draws.
-        self.rng.bit_generator.state = ev.rng_state
+        self.rng.bit_generator.state = unpack_rng_state(ev.rng_state)
         self._create(n, ev.bracket, ev.params)
 
     def _create(self, n: int, bracket: int, params: dict[str, Any]) -> None:

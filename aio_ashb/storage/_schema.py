@@ -186,7 +186,8 @@ def _decode(row: tuple[Any, ...]) -> Event:
         return Reported(number, step, math.nan if value is None else value, t)
     if kind == CREATED:
         d = json.loads(data)
-        return TrialCreated(number, d["bracket"], d["params"], d["rng_state"], t)
+        rng = d["rng_state"]  # a list (a tuple, in JSON), or numpy's dict in older logs
+        return TrialCreated(number, d["bracket"], d["params"], tuple(rng) if type(rng) is list else rng, t)
     if kind == PROMOTED:
         return TrialPromoted(number, step, t)
     if kind == RESUMED:

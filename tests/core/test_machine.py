@@ -23,6 +23,7 @@ from aio_ashb._core import (
     TrialResumed,
     TrialState,
 )
+from aio_ashb._core._events import unpack_rng_state
 
 SPACE = SearchSpace({"x": Float(0.0, 1.0)})
 PAUSE, CONTINUE, STOP, COMPLETE = Decision.PAUSE, Decision.CONTINUE, Decision.STOP, Decision.COMPLETE
@@ -261,6 +262,32 @@ def test_a_single_bracket_draws_nothing_for_brackets() -> None:
     fresh = np.random.default_rng(0)
     fresh.bit_generator.state = before
     assert job.params == SPACE.sample(fresh)  # only the sampler drew
+
+
+def test_creation_events_carry_the_generator_state_packed_and_old_logs_replay_the_same() -> None:
+    """The state is a flat tuple (memory, and nothing for the collector to scan); a log written
+    with numpy's own dict (before 2026-12) replays to the same core, draws included."""
+    core = make()
+    events = []
+    for _ in range(5):
+        job = core.next_job()
+        assert isinstance(job, TrialCreated) and type(job.rng_state) is tuple
+        assert job.rng_state[0] == "PCG64" and all(type(x) is int for x in job.rng_state[1:])
+        events.append(job)
+    old_style = [
+        TrialCreated(e.number, e.bracket, e.params, unpack_rng_state(e.rng_state), e.time) for e in events
+    ]
+    assert type(old_style[0].rng_state) is dict
+    after_five = core.rng.bit_generator.state
+    sixth = core.next_job()
+    assert isinstance(sixth, TrialCreated)
+    for log in (events, old_style):
+        replayed = make()
+        replayed.replay(log)
+        assert replayed.rng.bit_generator.state == after_five
+        following = replayed.next_job()
+        assert isinstance(following, TrialCreated)
+        assert following.params == sixth.params and following.rng_state == sixth.rng_state
 
 
 # ---------------------------------------------------------------- queue, interruption, failure

@@ -61,6 +61,8 @@ def _events() -> list[Event]:
         Checkpointed(0, 2, {"weights": [1, 2, 3]}, 5.0),
         Reported(0, 3, float("inf"), 6.0),
         Checkpointed(0, 3, b"\x00bytes", 7.0),
+        # The packed generator state of today's logs (the dict above is an older log's).
+        TrialCreated(1, 0, {"x": 0.25}, ("PCG64", 2**127 + 1, 2**100 + 3, 1, 7), 8.0),
     ]
 
 
