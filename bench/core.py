@@ -180,6 +180,40 @@ async def e2e_aio(n_trials: int, mode: Mode) -> tuple[int, float]:
     return reports, time.perf_counter() - t0
 
 
+_SPLIT = (  # (path fragment, part), first match wins
+    ("aio_ashb/_core/", "core: decisions, sampling, building events"),
+    ("aio_ashb/_runner.py", "runner (_runner.py)"),
+    ("aio_ashb/_trial.py", "trial handle (_trial.py, _objective.py)"),
+    ("aio_ashb/_objective.py", "trial handle (_trial.py, _objective.py)"),
+    ("aio_ashb/_journal.py", "journal and storage"),
+    ("aio_ashb/storage/", "journal and storage"),
+    ("bench/", "the objective (benchmark code)"),
+    ("asyncio", "asyncio: tasks, futures, loop turns"),
+    ("_weakrefset", "asyncio: tasks, futures, loop turns"),
+)
+
+
+def e2e_split(n_trials: int, mode: Mode) -> tuple[float, dict[str, float]]:
+    """Where a result's time goes end to end: µs per result measured without the profiler, and
+    cProfile's own time per part as shares of the profiled run (the profiler inflates small
+    calls: read the shares, not the digits)."""
+    import cProfile
+    import pstats
+
+    reports, seconds = asyncio.run(e2e_aio(n_trials, mode))
+    profile = cProfile.Profile()
+    profile.enable()
+    asyncio.run(e2e_aio(n_trials, mode))
+    profile.disable()
+    stats: dict[Any, Any] = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+    shares: dict[str, float] = {}
+    for (path, _, _), row in stats.items():
+        part = next((name for frag, name in _SPLIT if frag in path), "builtins and the rest")
+        shares[part] = shares.get(part, 0.0) + row[2]
+    total = sum(shares.values())
+    return seconds / reports * 1e6, {k: v / total for k, v in sorted(shares.items(), key=lambda x: -x[1])}
+
+
 async def e2e_long_trial(steps: int) -> tuple[int, float]:
     """One trial reporting ``steps`` times: the cost of a report without any per-trial cost."""
     study = await aa.create_study(
@@ -209,8 +243,22 @@ def main() -> None:
     parser.add_argument(
         "--parts", action="store_true", help="only print where a decision's time goes (core_parts)"
     )
+    parser.add_argument(
+        "--split", action="store_true", help="only print where a result's time goes end to end"
+    )
     args = parser.parse_args()
     print(f"# {machine()}\n")
+
+    if args.split:
+        print(f"## Where a result's time goes, study.run end to end, {args.e2e_trials:,} trials\n")
+        for mode in MODES:
+            us, shares = e2e_split(args.e2e_trials, mode)
+            print(f"### mode={mode}: {us:.1f} µs per result\n\n| part | share | µs per result |")
+            print("| --- | --- | --- |")
+            for name, share in shares.items():
+                print(f"| {name} | {share:.0%} | {us * share:.1f} |")
+            print()
+        return
 
     if args.parts:
         print(f"## Where a decision's time goes, {args.trials:,} trials (median of {args.repeats} runs)\n")
