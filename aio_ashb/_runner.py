@@ -57,20 +57,20 @@ class TrialTasks:
     """The trials' tasks: plain asyncio tasks, not an anyio task group's children.
 
     Starting one this way costs about a seventh of ``TaskGroup.start_soon`` (anyio 4 gives every
-    child a cancel scope of its own, which a trial does not need), and a paused trial holds fewer
-    objects. What a task group would do is done here: an error that escapes a task ends the run
-    (``on_error``), :meth:`stop` cancels every task and waits for them, cancelling again, as a
-    cancel scope would, any task that swallowed its cancellation.
+    child a cancel scope and task state of its own), and a paused trial holds fewer objects.
+    What a task group does is done here, the way ``asyncio.TaskGroup`` does it: an error that
+    escapes a task ends the run (``on_error``), and :meth:`stop` cancels every task once and
+    waits for all of them, even if the run itself is cancelled again meanwhile.
     """
 
-    __slots__ = ("loop", "tasks", "on_error", "empty", "handled", "_on_done", "_context")
+    __slots__ = ("loop", "tasks", "on_error", "empty", "cancelled", "_on_done", "_context")
 
     def __init__(self, on_error: Callable[[BaseException], None]) -> None:
         self.loop = asyncio.get_running_loop()
         self.tasks: set[asyncio.Task[None]] = set()
         self.on_error = on_error
         self.empty: asyncio.Future[None] | None = None  # set when the last task ends
-        self.handled: set[asyncio.Task[None]] = set()  # tasks that are handling a cancellation
+        self.cancelled: set[asyncio.Task[None]] = set()  # cancelled once: never again
         self._on_done = self._done
         self._context = contextvars.Context()
 
@@ -82,7 +82,7 @@ class TrialTasks:
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)
-        self.handled.discard(task)
+        self.cancelled.discard(task)
         if not task.cancelled():
             exc = task.exception()
             if exc is not None:
@@ -90,16 +90,13 @@ class TrialTasks:
         if not self.tasks and self.empty is not None and not self.empty.done():
             self.empty.set_result(None)
 
-    def handling_cancellation(self) -> None:
-        """The current task caught its cancellation and is cleaning up: do not cancel it again."""
-        task = asyncio.current_task()
-        if task in self.tasks:
-            self.handled.add(task)
-
     def cancel(self) -> None:
+        """Cancel each task once: a second cancellation would interrupt the cleanup the first
+        one started (a trial's interrupted checkpoint, an objective's ``finally``)."""
         current = asyncio.current_task()
         for task in self.tasks:
-            if task is not current and task not in self.handled:
+            if task is not current and task not in self.cancelled:
+                self.cancelled.add(task)
                 task.cancel()
 
     async def wait(self) -> None:
@@ -109,10 +106,18 @@ class TrialTasks:
             await self.empty
 
     async def stop(self) -> None:
-        """Cancel every task and return once all have ended (call it shielded)."""
+        """Cancel every task and return once all have ended. Run it shielded from anyio's
+        cancellation; asyncio's own (``Task.cancel()`` of the run) is held off here, and
+        raised once no task is left."""
+        self.cancel()
+        cancelled = False
         while self.tasks:
-            self.cancel()
-            await asyncio.wait(set(self.tasks), timeout=0.1)
+            try:
+                await self.wait()
+            except asyncio.CancelledError:
+                cancelled = True
+        if cancelled:
+            raise asyncio.CancelledError
 
 
 def wake_up(inv: Invocation) -> None:
@@ -331,7 +336,6 @@ class Runner:
                             None,
                         )
             except anyio.get_cancelled_exc_class():
-                self.tasks.handling_cancellation()
                 with anyio.CancelScope(shield=True):
                     self.interrupt(inv)
                     with contextlib.suppress(StorageError):  # already failing: keep cancelling

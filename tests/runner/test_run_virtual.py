@@ -310,31 +310,71 @@ def test_a_wide_run_fills_every_slot_in_batches_that_let_the_loop_breathe() -> N
     assert running == 0
 
 
-def test_a_trial_that_swallows_its_cancellation_is_cancelled_again() -> None:
-    """Trials are plain asyncio tasks (not a task group's): cancelling run() must still end a
-    trial that catches its first CancelledError and goes on, as a cancel scope would."""
-    swallowed: list[int] = []
+def test_cancelling_run_cancels_each_trial_once_and_waits_for_its_cleanup() -> None:
+    """Trials are plain asyncio tasks, cancelled the way asyncio.TaskGroup cancels: once. An
+    objective's cleanup runs to its end, awaits included (a second cancellation would cut it
+    short), run() waits for it, and a report after the cancellation is refused."""
+    cleaned: list[int] = []
+    refused: list[int] = []
 
     async def objective(trial: aa.Trial) -> None:
-        async for step in trial.steps():
-            try:
+        try:
+            async for step in trial.steps():
                 await anyio.sleep(1.0)
-            except asyncio.CancelledError:
-                swallowed.append(trial.number)  # a misbehaving objective: it carries on
-                await anyio.sleep(3600.0)
-            await trial.report(loss(trial.params, step))
+                await trial.report(loss(trial.params, step))
+        except asyncio.CancelledError:
+            await anyio.sleep(5.0)  # a slow cleanup: an upload, a remote job to stop
+            cleaned.append(trial.number)
+            try:
+                await trial.report(0.0)
+            except aa.TrialStopped:
+                refused.append(trial.number)
+            raise
 
-    async def main() -> tuple[dict[aa.TrialState, int], float]:
+    async def main() -> tuple[dict[aa.TrialState, int], set[int], float]:
         study = await new_study()
         with anyio.move_on_after(2.5):
             await study.run(objective, max_trials=50, concurrency=3)
         assert asyncio.all_tasks() == {asyncio.current_task()}
-        return study.counts, vnow()
+        interrupted = {t.number for t in study.trials if t.state is aa.TrialState.INTERRUPTED}
+        return study.counts, interrupted, vnow()
 
-    counts, ended = run_virtual(main)
-    assert len(swallowed) == 3
-    assert ended < 3.0  # cancelled again within 0.1 s, not left to sleep its hour
+    counts, interrupted, ended = run_virtual(main)
+    # Every live call was cancelled (the paused ones too, as a task group does), and each one
+    # cleaned up to the end and had its late report refused.
+    assert sorted(cleaned) == sorted(refused) and interrupted <= set(cleaned)
+    assert 7.5 <= ended < 8.0  # it waited for the 5 s cleanups, cancelled only once
     assert counts[aa.TrialState.INTERRUPTED] == 3 and counts[aa.TrialState.RUNNING] == 0
+
+
+def test_a_run_cancelled_twice_still_leaves_no_trial_task_behind() -> None:
+    """A second Task.cancel() of the run while its trials clean up does not make run() leave
+    them running: it waits for them, then raises the cancellation."""
+    cleaned: list[int] = []
+
+    async def objective(trial: aa.Trial) -> None:
+        try:
+            async for step in trial.steps():
+                await anyio.sleep(1.0)
+                await trial.report(loss(trial.params, step))
+        finally:
+            await asyncio.shield(asyncio.sleep(3.0))  # cleanup the objective protects itself
+            cleaned.append(trial.number)
+
+    async def main() -> None:
+        study = await new_study()
+        run = asyncio.ensure_future(study.run(objective, max_trials=50, concurrency=3))
+        await asyncio.sleep(2.5)
+        run.cancel()
+        await asyncio.sleep(1.0)  # the trials are in their cleanup now
+        run.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await run
+        assert asyncio.all_tasks() == {asyncio.current_task()}
+        interrupted = {t.number for t in study.trials if t.state is aa.TrialState.INTERRUPTED}
+        assert len(interrupted) == 3 and interrupted <= set(cleaned)  # all cleaned up, none cut
+
+    run_virtual(main)
 
 
 def test_an_error_escaping_a_trial_task_ends_the_run_with_that_error(monkeypatch: pytest.MonkeyPatch) -> None:
