@@ -278,16 +278,22 @@ def main() -> None:
         n = len(repeats[0][0])
         # Per block, the median rate over the repeats (this machine class is noisy).
         rates = [statistics.median(r[0][k][0] / r[0][k][1] for r in repeats) for k in range(n)]
+        # A block's cost per trial: its trials' decisions (and refills) over its 1,000 trials.
+        per_trial = [statistics.median(r[0][k][1] for r in repeats) / 1000 * 1e6 for k in range(n)]
         whole = statistics.median(r[1] / r[2] for r in repeats)
         print(f"### mode={mode} (median of {args.repeats} runs)\n")
-        print("| trials | decisions | decisions/s | µs/decision |")
-        print("| --- | --- | --- | --- |")
+        print("| trials | decisions | decisions/s | µs/decision | µs/trial |")
+        print("| --- | --- | --- | --- | --- |")
         show = range(n) if args.all_blocks else sorted({0, 1, 4, 9, n // 2 - 1, n - 1} & set(range(n)))
         for k in show:
             d = repeats[0][0][k][0]
-            print(f"| {k * 1000:,}-{(k + 1) * 1000:,} | {d:,} | {rates[k]:,.0f} | {1e6 / rates[k]:.2f} |")
-        print(f"| whole run | {total:,} | {whole:,.0f} | {1e6 / whole:.2f} |")
-        print(f"\nlast block / first block: {rates[-1] / rates[0]:.2f}\n")
+            print(
+                f"| {k * 1000:,}-{(k + 1) * 1000:,} | {d:,} | {rates[k]:,.0f} | {1e6 / rates[k]:.2f} | "
+                f"{per_trial[k]:.1f} |"
+            )
+        print(f"| whole run | {total:,} | {whole:,.0f} | {1e6 / whole:.2f} | |")
+        print(f"\nlast block / first block: {rates[-1] / rates[0]:.2f} in decisions/s, ", end="")
+        print(f"{per_trial[0] / per_trial[-1]:.2f} in trials/s (later trials make fewer decisions)\n")
 
     print("## 2. End to end, study.run, no-op async objective, concurrency 8, MemoryStorage\n")
     print("| run | trials | results | results/s (median of repeats) |")
