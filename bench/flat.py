@@ -3,6 +3,7 @@ by study size, in both ASHA modes, with the process-wide garbage collector left 
 
     python bench/flat.py                          # 1,000 / 10,000 / 100,000 trials, both modes
     python bench/flat.py --sizes 1000 20000 --repeats 1
+    python bench/flat.py --memory                 # what one more paused trial costs
 
 The workload of bench/core.py part 2 (shared/BENCHMARKS.md: rungs 1-3-9-27-81, the cheap loss
 reported at every step, a no-op async objective, concurrency 8, MemoryStorage). Every run is a
@@ -78,6 +79,40 @@ async def run(n_trials: int, mode: Mode) -> dict[str, Any]:
     }
 
 
+async def paused_cost(first: int = 2_000, last: int = 12_000) -> dict[str, float]:
+    """What one more paused trial costs: Python memory (tracemalloc) and GC-tracked objects,
+    from the study's ``first``-th trial to its ``last``-th, in promotion mode at concurrency 8,
+    where nearly every trial in between ends up paused (the difference in tasks alive says how
+    many). Its core state and log entries count too: they are part of a trial's cost."""
+    import tracemalloc
+
+    study = await aa.create_study(
+        space=SPACE, scheduler=aa.ASHA(MIN_R, MAX_R, ETA), sampler=aa.RandomSampler(0)
+    )
+    marks: dict[int, tuple[int, int, int]] = {}
+
+    async def objective(trial: aa.Trial) -> None:
+        f, g = curve_terms(trial.params)
+        if trial.number in (first, last) and trial.number not in marks:
+            gc.collect()
+            marks[trial.number] = (
+                tracemalloc.get_traced_memory()[0],
+                len(gc.get_objects()),
+                len(asyncio.all_tasks()),
+            )
+        async for step in trial.steps():
+            await trial.report(f + g / math.sqrt(step))
+
+    tracemalloc.start()
+    try:
+        await study.run(objective, max_trials=last + 1, concurrency=8)
+    finally:
+        tracemalloc.stop()
+    (m0, o0, t0), (m1, o1, t1) = marks[first], marks[last]
+    paused = t1 - t0
+    return {"paused": paused, "bytes": (m1 - m0) / paused, "objects": (o1 - o0) / paused}
+
+
 def fresh(n_trials: int, mode: str) -> dict[str, Any]:
     """One run in a new interpreter."""
     out = subprocess.run(
@@ -99,7 +134,19 @@ def main() -> None:
     )
     parser.add_argument("--repeats", type=int, default=3, help="runs per size (median)")
     parser.add_argument("--one", nargs=2, metavar=("TRIALS", "MODE"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--memory", action="store_true", help="only print what one more paused trial costs in memory"
+    )
     args = parser.parse_args()
+    if args.memory:
+        cost = asyncio.run(paused_cost())
+        print(f"# {machine()}\n")
+        print(
+            f"One more paused trial (promotion mode, trials 2,000 to 12,000, {cost['paused']:,} "
+            f"paused): {cost['bytes']:,.0f} bytes of Python memory (tracemalloc), "
+            f"{cost['objects']:.1f} GC-tracked objects"
+        )
+        return
     if args.one:
         print(json.dumps(asyncio.run(run(int(args.one[0]), cast(Mode, args.one[1])))))
         return
