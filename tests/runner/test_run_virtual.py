@@ -279,7 +279,7 @@ def test_same_seed_same_decisions_on_virtual_time() -> None:
 
 
 def test_a_wide_run_fills_every_slot_in_batches_that_let_the_loop_breathe() -> None:
-    """1,000 free slots at once are filled 128 jobs per loop turn, all at virtual time 0: a
+    """1,000 free slots at once are filled a batch of jobs per loop turn, all at virtual time 0: a
     ticker gets turns in between, and no slot stays empty."""
 
     async def main() -> tuple[list[int], int, int]:
