@@ -13,6 +13,7 @@ uses more than k slots, but slot *i* is not a particular worker.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 from dataclasses import dataclass, field
@@ -192,8 +193,12 @@ class StudyView:
             if ev.state in (TrialState.STOPPED, TrialState.FAILED) and c.steps:
                 c.marks.append((ev.state.value, c.steps[-1], c.values[-1]))
             if ev.state is TrialState.STOPPED:
-                t = self.core.frozen(number)
-                key = (t.bracket, t.resource)
+                # The highest milestone it reached (the core's FrozenTrial.resource, without
+                # building a FrozenTrial for each of the thousands stopped at a study's end).
+                bracket = self._bracket[number]
+                ms = self.bracket_milestones[bracket]
+                reached = bisect.bisect_right(ms, c.steps[-1]) if c.steps else 0
+                key = (bracket, ms[reached - 1] if reached else 0)
                 self._stopped[key] = self._stopped.get(key, 0) + 1
         elif kind is Checkpointed:
             assert isinstance(ev, Checkpointed)
