@@ -594,6 +594,10 @@ class Runner:
                 await self.stop_waiting()
                 await self.journal.flush()
         except anyio.get_cancelled_exc_class():
+            # Every task has ended; a trial whose task was cancelled before its first step (it
+            # was started in the loop turn of the cancellation) never ran its worker, so no one
+            # interrupted it: it is, now.
+            self.interrupt_remaining()
             with anyio.CancelScope(shield=True), contextlib.suppress(StorageError):
                 await self.storage.flush()
             raise

@@ -400,3 +400,36 @@ def test_an_error_escaping_a_trial_task_ends_the_run_with_that_error(monkeypatch
         assert study.counts[aa.TrialState.RUNNING] == 0
 
     run_virtual(main)
+
+
+def test_a_trial_created_as_the_run_is_cancelled_is_interrupted_not_left_running() -> None:
+    """A trial whose task was created in the same loop turn as run()'s cancellation may be
+    cancelled before its first step, so its worker never runs: it must still end INTERRUPTED
+    (and resume first), not stay RUNNING in the log."""
+    run: list[asyncio.Future[None]] = []
+
+    async def objective(trial: aa.Trial) -> None:
+        async for step in trial.steps():
+            await anyio.sleep(1.0)
+            if trial.number == 0:
+                # The run is cancelled first; then this report pauses the trial (the rung's first
+                # result: nothing to promote), and the freed slot goes to a new trial's task.
+                run[0].cancel()
+            await trial.report(loss(trial.params, step))
+
+    async def main() -> None:
+        study = await new_study()
+        run.append(asyncio.ensure_future(study.run(objective, max_trials=50, concurrency=3)))
+        with pytest.raises(asyncio.CancelledError):
+            await run[0]
+        assert asyncio.all_tasks() == {asyncio.current_task()}
+        counts = study.counts
+        assert counts[aa.TrialState.RUNNING] == 0 and counts[aa.TrialState.INTERRUPTED] >= 1
+        events = await study.storage.read_events(study.name)
+        assert not [
+            e
+            for e in events
+            if isinstance(e, TrialCreated) and study.trial(e.number).state is aa.TrialState.RUNNING
+        ]
+
+    run_virtual(main)
