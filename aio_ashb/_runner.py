@@ -65,10 +65,13 @@ class TrialTasks:
     waits for all of them, even if the run itself is cancelled again meanwhile.
     """
 
-    __slots__ = ("loop", "tasks", "on_error", "empty", "cancelled", "_on_done", "_context")
+    __slots__ = ("loop", "tasks", "on_error", "empty", "cancelled", "_on_done", "_context", "_run_context")
 
     def __init__(self, on_error: Callable[[BaseException], None]) -> None:
         self.loop = asyncio.get_running_loop()
+        # Each trial starts from the context run() was called in (a web request's, a tracing
+        # span's), not from whichever trial's report happened to start it.
+        self._run_context = contextvars.copy_context()
         self.tasks: set[asyncio.Task[None]] = set()
         self.on_error = on_error
         self.empty: asyncio.Future[None] | None = None  # set when the last task ends
@@ -77,7 +80,7 @@ class TrialTasks:
         self._context = contextvars.Context()
 
     def start(self, coro: Coroutine[Any, Any, None], name: str) -> None:
-        task = self.loop.create_task(coro, name=name)
+        task = self.loop.create_task(coro, name=name, context=self._run_context.copy())
         self.tasks.add(task)
         # One callback object and one context for all tasks: a paused trial holds no copies.
         task.add_done_callback(self._on_done, context=self._context)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections import Counter, defaultdict
 from typing import Any
 
@@ -433,3 +434,25 @@ def test_a_trial_created_as_the_run_is_cancelled_is_interrupted_not_left_running
         ]
 
     run_virtual(main)
+
+
+def test_each_trial_starts_from_the_context_run_was_called_in() -> None:
+    """A context variable set by one trial does not leak into a trial whose task its report
+    started (a paused trial's freed slot); every trial sees the caller's value."""
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+    seen: dict[int, str] = {}
+
+    async def objective(trial: aa.Trial) -> None:
+        seen[trial.number] = var.get()
+        var.set(f"set by trial {trial.number}")
+        async for step in trial.steps():
+            await anyio.sleep(1.0)
+            await trial.report(loss(trial.params, step))
+
+    async def main() -> None:
+        study = await new_study()
+        var.set("the caller's")
+        await study.run(objective, max_trials=30, concurrency=3)
+
+    run_virtual(main)
+    assert len(seen) == 30 and set(seen.values()) == {"the caller's"}
