@@ -32,29 +32,17 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/flat.py` works
 
 import aio_ashb as aa
 from bench._workload import ETA, MAX_R, MIN_R, SPACE, curve_terms, machine
-
-Mode = Literal["promotion", "stopping"]
+from bench.core import Mode, e2e_aio
 
 
 async def run(n_trials: int, mode: Mode) -> dict[str, Any]:
-    study = await aa.create_study(
-        space=SPACE, scheduler=aa.ASHA(MIN_R, MAX_R, ETA, mode=mode), sampler=aa.RandomSampler(0)
-    )
-    reports = 0
-
-    async def objective(trial: aa.Trial) -> None:
-        nonlocal reports
-        f, g = curve_terms(trial.params)
-        async for step in trial.steps():
-            await trial.report(f + g / math.sqrt(step))
-            reports += 1
-
+    """bench/core.py's end-to-end run, with the collector's pauses timed (``gc.callbacks``)."""
     collections: list[float] = []
     started = [0.0]
 
@@ -65,11 +53,9 @@ async def run(n_trials: int, mode: Mode) -> dict[str, Any]:
             collections.append(time.perf_counter() - started[0])
 
     gc.callbacks.append(timed)
-    t0 = time.perf_counter()
     try:
-        await study.run(objective, max_trials=n_trials, concurrency=8)
+        reports, seconds = await e2e_aio(n_trials, mode)
     finally:
-        seconds = time.perf_counter() - t0
         gc.callbacks.remove(timed)
     return {
         "rate": reports / seconds,
