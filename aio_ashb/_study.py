@@ -292,8 +292,9 @@ class Study:
         (with ``rich`` installed), a line every 5 s otherwise.
 
         When ``run()`` returns, no trial is running and trials still paused are STOPPED. If it is
-        cancelled, running trials are INTERRUPTED (with a last checkpoint if they gave one),
-        storage is flushed, and a later ``run()`` resumes them first.
+        cancelled, each trial's task is cancelled once (as ``asyncio.TaskGroup`` does) and its
+        cleanup runs to its end; running trials are INTERRUPTED (with a last checkpoint if they
+        gave one), storage is flushed, and a later ``run()`` resumes them first.
         """
         self._check_usable()
         if self._runner is not None:
