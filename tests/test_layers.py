@@ -15,7 +15,14 @@ import aio_ashb
 LAYERS: list[set[str]] = [
     {"aio_ashb._exceptions"},
     {"aio_ashb._core"},
-    {"aio_ashb.storage", "aio_ashb.events", "aio_ashb._report", "aio_ashb._run_options", "aio_ashb._threads"},
+    {
+        "aio_ashb.storage",
+        "aio_ashb.events",
+        "aio_ashb._report",
+        "aio_ashb._run_options",
+        "aio_ashb._threads",
+        "aio_ashb._tasks",
+    },
     {"aio_ashb._trial", "aio_ashb._journal", "aio_ashb._progress"},
     {"aio_ashb._objective"},
     {"aio_ashb._executors"},
