@@ -16,16 +16,20 @@ from typing import Any
 
 
 class TrialTasks:
-    """The trials' tasks: plain asyncio tasks, not an anyio task group's children.
+    """The trials' tasks. An error that escapes a task ends the run (``on_error``); :meth:`stop`
+    cancels every task once and waits for all of them, even if the run itself is cancelled
+    again meanwhile."""
 
-    Starting one this way costs about a seventh of ``TaskGroup.start_soon`` (anyio 4 gives every
-    child a cancel scope and task state of its own), and a paused trial holds fewer objects.
-    What a task group does is done here, the way ``asyncio.TaskGroup`` does it: an error that
-    escapes a task ends the run (``on_error``), and :meth:`stop` cancels every task once and
-    waits for all of them, even if the run itself is cancelled again meanwhile.
-    """
-
-    __slots__ = ("loop", "tasks", "on_error", "empty", "cancelled", "_on_done", "_context", "_run_context")
+    __slots__ = (
+        "loop",
+        "tasks",
+        "on_error",
+        "empty",
+        "cancelled",
+        "_on_done",
+        "_callback_context",
+        "_run_context",
+    )
 
     def __init__(self, on_error: Callable[[BaseException], None]) -> None:
         self.loop = asyncio.get_running_loop()
@@ -37,13 +41,13 @@ class TrialTasks:
         self.empty: asyncio.Future[None] | None = None  # set when the last task ends
         self.cancelled: set[asyncio.Task[None]] = set()  # cancelled once: never again
         self._on_done = self._done
-        self._context = contextvars.Context()
+        self._callback_context = contextvars.Context()
 
     def start(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         task = self.loop.create_task(coro, name=name, context=self._run_context.copy())
         self.tasks.add(task)
         # One callback object and one context for all tasks: a paused trial holds no copies.
-        task.add_done_callback(self._on_done, context=self._context)
+        task.add_done_callback(self._on_done, context=self._callback_context)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)
