@@ -65,7 +65,12 @@ class Journal:
         if self.core.has_checkpoint(number):
             self.storage.drop_checkpoint(self.name, number)
 
+    def unflushed(self) -> bool:
+        """Whether an event this journal appended is not durable yet (cheap: checked on every
+        report; a storage durable at once, as MemoryStorage is, never has one)."""
+        return self.last_seq > self.storage.durable_seq
+
     async def flush(self) -> None:
         """Return once every event this journal appended is durable."""
-        if self.last_seq > self.storage.durable_seq:
+        if self.unflushed():
             await self.storage.flush(self.last_seq)

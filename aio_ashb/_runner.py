@@ -140,7 +140,7 @@ class Runner:
     def logged(self) -> None:
         """Buffered durability: wake the flusher (it commits whatever is queued), unless it is
         awake already or the storage is durable at once (memory: nothing to wake it for)."""
-        if not self.durable and not self.dirty and self.journal.last_seq > self.storage.durable_seq:
+        if not self.durable and not self.dirty and self.journal.unflushed():
             self.dirty = True
             if self.flusher_waits is not None and not self.flusher_waits.done():
                 self.flusher_waits.set_result(None)
@@ -154,7 +154,7 @@ class Runner:
             self.waiting.cancel()
 
     def unsettled(self) -> bool:
-        return self.durable and self.journal.last_seq > self.storage.durable_seq
+        return self.durable and self.journal.unflushed()
 
     async def settle(self) -> None:
         """Durable mode: return once every event appended so far is committed (the report

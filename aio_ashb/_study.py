@@ -491,11 +491,11 @@ class Study:
         """Outside run(): whether :meth:`_settle` must wait (durable mode, and some write of this
         study not committed yet). Nothing to wait for, as always with MemoryStorage, costs no
         await: ask() and tell() then never yield to the loop."""
-        return self._durability == "durable" and self._journal.last_seq > self._storage.durable_seq
+        return self._durability == "durable" and self._journal.unflushed()
 
     async def _settle(self) -> None:
         """Outside run(): in durable mode, return once this study's writes are committed."""
-        if self._durability == "durable":
+        if self._unsettled():
             await self._journal.flush()
 
 
