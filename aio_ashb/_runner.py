@@ -46,8 +46,9 @@ from aio_ashb._tasks import TrialTasks
 from aio_ashb._trial import Invocation, Phase, Trial, materialize
 
 # At most this many jobs start in one fill() call (or trials end in one go) before the loop gets
-# a turn: 2-3 ms of it. (128 held it 10-20 ms a turn while 10,000 trials started: bench/scale.py's
-# p99 loop lag with 0.5-2 s steps was 19 ms, with 32 it is 5 ms.)
+# a turn. Starting 32 trials takes 1.0 ms (median, 10,000 trials in bench/scale.py), 128 took 4.2
+# ms and their first steps ran in the next turn; that run's p99 loop lag with 0.5-2 s steps was
+# 19 ms with 128, 5 ms with 32.
 _FILL_BATCH = 32
 # A run whose first this-many trials fail the same way before any report stops with that error.
 _FAIL_FAST = 5
