@@ -36,6 +36,16 @@ class _Column:
         self._a[self.n] = row
         self.n += 1
 
+    def extend(self, rows: np.ndarray) -> None:
+        """Append many rows at once (restoring a snapshot)."""
+        end = self.n + len(rows)
+        if end > len(self._a):
+            grown = np.empty((max(end, 2 * self.n), *self._a.shape[1:]))
+            grown[: self.n] = self._a[: self.n]
+            self._a = grown
+        self._a[self.n : end] = rows
+        self.n = end
+
     @property
     def view(self) -> np.ndarray:
         return self._a[: self.n]
