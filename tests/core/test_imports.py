@@ -14,6 +14,11 @@ ALLOWED_TOP = {
     "dataclasses",
     "enum",
     "heapq",
+    # Formats over bytes in memory (a core snapshot: io.BytesIO, json, numpy's zip archive);
+    # no file is opened.
+    "io",
+    "json",
+    "zipfile",
     "math",
     "secrets",
     "typing",
