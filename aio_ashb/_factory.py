@@ -22,7 +22,13 @@ from aio_ashb._core import (
     SearchSpace,
     sampler_from_dict,
 )
-from aio_ashb._exceptions import ConfigError, CorruptDatabaseError, DuplicateStudyError, StudyNotFoundError
+from aio_ashb._exceptions import (
+    ConfigError,
+    CorruptDatabaseError,
+    DuplicateStudyError,
+    StudyNotFoundError,
+)
+from aio_ashb._journal import read_state
 from aio_ashb._study import Durability, Study
 from aio_ashb.storage import MemoryStorage, SQLiteStorage, Storage, StudyInfo, open_storage
 
@@ -143,9 +149,15 @@ def core_from_config(name: str, storage: Storage, config: Mapping[str, Any]) -> 
         ) from None
 
 
+async def read_core(name: str, storage: Storage) -> tuple[StudyInfo, Core, list[Event]]:
+    """A reader's view of a study: its core from the latest snapshot plus the events after it,
+    or from the whole log (``_journal.read_state``), and the events replayed."""
+    return await read_state(storage, name, lambda info: core_from_config(name, storage, info.config))
+
+
 async def _build(name: str, storage: Storage, owns: bool, options: _Options) -> Study:
-    info, events = await storage.read_study(name)  # one snapshot: configuration and log agree
-    return study_from_snapshot(name, storage, info, events, owns=owns, options=options)
+    _, core, _ = await read_core(name, storage)  # one read: configuration and log agree
+    return Study(name, storage, core, owns_storage=owns, durability=options[0], lease_ttl=options[1])
 
 
 def study_from_snapshot(

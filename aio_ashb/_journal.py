@@ -13,7 +13,30 @@ import time
 from collections.abc import Callable
 
 from aio_ashb._core import Core, Decision, Event, Job
-from aio_ashb.storage import Storage
+from aio_ashb._core._snapshot import load as load_snapshot
+from aio_ashb._exceptions import ReportError, StateError
+from aio_ashb.storage import Storage, StudyInfo
+
+
+async def read_state(
+    storage: Storage, name: str, make: Callable[[StudyInfo], Core]
+) -> tuple[StudyInfo, Core, list[Event]]:
+    """Study ``name`` as its log says now: a core (``make`` builds a fresh one from the study's
+    configuration) restored from the study's latest snapshot plus the events after it, or from
+    the whole log when there is no snapshot or it does not fit (the log is the truth; see
+    ``_core._snapshot``). Also returns the events it replayed."""
+    info, state, _, events = await storage.read_from_snapshot(name)
+    core = make(info)
+    if state is not None:
+        try:
+            load_snapshot(core, state[1])
+            core.replay(events)
+            return info, core, events
+        except (StateError, ReportError):  # (SnapshotError is a StateError)
+            info, events = await storage.read_study(name)
+            core = make(info)
+    core.replay(events)
+    return info, core, events
 
 
 def loop_clock() -> Callable[[], float]:

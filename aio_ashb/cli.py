@@ -25,7 +25,7 @@ import anyio.to_thread
 
 import aio_ashb as aa
 from aio_ashb._core import Event
-from aio_ashb._factory import study_from_snapshot
+from aio_ashb._factory import read_core, study_from_snapshot
 from aio_ashb._progress import status_line
 from aio_ashb._report import StudyStatus, json_safe, trial_row
 
@@ -36,7 +36,8 @@ class CliError(Exception):
 
 # ---------------------------------------------------------------------------------- reading
 class _Snapshot(NamedTuple):
-    """What a reading command shows, all from one read transaction of the file."""
+    """What a reading command shows, all from one read transaction of the file (``events``: the
+    whole log, for the commands that read it; otherwise empty)."""
 
     study: aa.Study
     info: aa.storage.StudyInfo
@@ -52,15 +53,22 @@ async def _only_study(storage: aa.SQLiteStorage, db: str) -> str:
     return names[0]
 
 
-async def _with_study(db: str, name: str | None, fn: Callable[[_Snapshot], Coroutine[Any, Any, int]]) -> int:
-    """Open ``db`` read-only, read the study ``name`` (or the only one) and call ``fn``."""
+async def _with_study(
+    db: str, name: str | None, fn: Callable[[_Snapshot], Coroutine[Any, Any, int]], *, every_event: bool
+) -> int:
+    """Open ``db`` read-only, read the study ``name`` (or the only one) and call ``fn``. Only
+    ``every_event`` reads the whole log (curves); otherwise the study's latest snapshot and the
+    events after it are read (``read_core``), which for a long log is much faster."""
     if not await anyio.Path(db).exists():
         raise CliError(f"no such file: {db}")
     async with aa.SQLiteStorage(db, readonly=True) as storage:
         if name is None:
             name = await _only_study(storage, db)
-        info, events = await storage.read_study(name)
-        return await fn(_Snapshot(study_from_snapshot(name, storage, info, events), info, events))
+        if every_event:
+            info, events = await storage.read_study(name)
+            return await fn(_Snapshot(study_from_snapshot(name, storage, info, events), info, events))
+        info, core, _ = await read_core(name, storage)
+        return await fn(_Snapshot(aa.Study(name, storage, core, owns_storage=False), info, []))
 
 
 def _json(v: Any, indent: int | None = 2) -> str:
@@ -110,8 +118,8 @@ async def _studies(db: str) -> int:
     async with aa.SQLiteStorage(db, readonly=True) as storage:
         for info in await storage.list_studies():
             try:
-                _, events = await storage.read_study(info.name)
-                st = study_from_snapshot(info.name, storage, info, events).status()
+                _, core, _ = await read_core(info.name, storage)
+                st = aa.Study(info.name, storage, core, owns_storage=False).status()
             except aa.StorageError as exc:  # one damaged study does not hide the others
                 rows.append({"name": info.name, "trials": f"unreadable: {exc}", "running": None})
                 continue
@@ -434,7 +442,7 @@ async def _dispatch(args: argparse.Namespace) -> int:
         "plot": lambda s: _plot(s, args.output),
         "export": lambda s: _export(s, args.output),
     }
-    return await _with_study(args.db, args.study, actions[cmd])
+    return await _with_study(args.db, args.study, actions[cmd], every_event=cmd in ("plot", "export"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -478,8 +478,11 @@ class Core:
         return self._milestones[self._bracket[number]][self._granted[number]], key
 
     def waiting_trials(self) -> list[int]:
-        """Numbers of the paused trials (from the rungs' waiting lists, not a trial scan)."""
-        return [key[1] for rungs in self._rungs for rung in rungs for key in rung.waiting_keys()]
+        """Numbers of the paused trials (from the rungs' waiting lists, not a trial scan): rung
+        by rung, best first. Sorted, not in the heaps' order, so that a core restored from a
+        snapshot (whose heaps are laid out anew) lists them as the original does: the end of a
+        run stops them in this order."""
+        return [key[1] for rungs in self._rungs for rung in rungs for key in sorted(rung.waiting_keys())]
 
     def numbers_in(self, state: TrialState) -> list[int]:
         """Numbers of the trials in ``state`` (a scan of all trials: for loading, not hot paths)."""
@@ -501,6 +504,36 @@ class Core:
             error=self._error.get(number),
             checkpoint_step=self._checkpoint_step.get(number),
         )
+
+    def progress_columns(self) -> tuple[list[int], list[int], list[int]]:
+        """Per trial, by number: its bracket, the number of milestones it crossed, and the rung
+        it may run to (in promotion mode, the promotions it was granted). Copies, for readers
+        that summarise many trials at once (a FrozenTrial each costs a hundred times more)."""
+        return list(self._bracket), list(map(len, self._rung_values)), list(self._granted)
+
+    def table(self, numbers: Sequence[int]) -> list[tuple[Any, ...]]:
+        """For each of ``numbers``: (state, bracket, step, last value, resource, value at the
+        resource or None, params, error), what a row of a trial table shows, without building
+        a FrozenTrial per trial (a dashboard shows 100,000 of them). ``params`` is the core's
+        own dict: do not change it."""
+        out = []
+        milestones, rung_values, errors = self._milestones, self._rung_values, self._error
+        for n in numbers:
+            values = rung_values[n]
+            resource = milestones[self._bracket[n]][len(values) - 1] if values else 0
+            out.append(
+                (
+                    self._state[n],
+                    self._bracket[n],
+                    self._step[n],
+                    self._value[n],
+                    resource,
+                    values[-1] if values else None,
+                    self._params[n],
+                    errors.get(n),
+                )
+            )
+        return out
 
     def trials(self) -> list[FrozenTrial]:
         return [self.frozen(i) for i in range(len(self._state))]

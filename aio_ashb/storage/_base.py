@@ -126,6 +126,28 @@ class Storage(abc.ABC):
         override this)."""
         return await self.get_study(name), await self.read_events(name)
 
+    @property
+    def keeps_snapshots(self) -> bool:
+        """Whether :meth:`save_snapshot` keeps anything: only worth a writer's time where
+        another process reads the study back (a file), not in memory."""
+        return False
+
+    def save_snapshot(self, name: str, blob: bytes) -> None:
+        """Queue ``blob``, the state of study ``name``'s scheduler after the last event appended
+        to it (``_core._snapshot.dump``), to be written with the next flush, after those events.
+        Readers start from it instead of replaying the whole log. Default: keep nothing."""
+        return None
+
+    async def read_from_snapshot(
+        self, name: str
+    ) -> tuple[StudyInfo, tuple[int, bytes] | None, int, list[Event]]:
+        """The study, its latest snapshot as (sequence number of the last event it reflects,
+        bytes) or None, the sequence number of its last event, and the events after the
+        snapshot (all of them without one), from one read of the storage. Default: no snapshot
+        (sequence numbers count events from 1)."""
+        info, events = await self.read_study(name)
+        return info, None, len(events), events
+
     @abc.abstractmethod
     async def read_values(self, name: str, number: int) -> dict[int, float]: ...
 

@@ -16,14 +16,15 @@ from aio_ashb.storage._schema import (
     ROWS_PER_STATEMENT,
     SELECT_LEASE,
     UPSERT_CHECKPOINT,
+    UPSERT_SNAPSHOT,
     insert_rows,
 )
 
 T = TypeVar("T")
-# A queued write: ("e", event row, sequence number) | ("c", checkpoint row, 0) | ("d", key, 0).
-# Every row starts with the study's id.
+# A queued write: ("e", event row, sequence number) | ("c", checkpoint row, 0) | ("d", key, 0)
+# | ("s", snapshot row, 0). Every row starts with the study's id.
 Entry = tuple[str, tuple[Any, ...], int]
-_SQL = {"e": INSERT_EVENT, "c": UPSERT_CHECKPOINT, "d": DELETE_CHECKPOINT}
+_SQL = {"e": INSERT_EVENT, "c": UPSERT_CHECKPOINT, "d": DELETE_CHECKPOINT, "s": UPSERT_SNAPSHOT}
 # Space: once a commit has freed pages (dropped checkpoints), reclaim them when they are more than
 # this many pages and half the file, this many pages per commit (a few ms each).
 _RECLAIM_PAGES = 1024

@@ -22,7 +22,7 @@ from aio_ashb._core import (
 )
 from aio_ashb._exceptions import CorruptDatabaseError, StateError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: Readers (read-only storages) understand files from this version on: the tables they read
 #: have not changed since.
 OLDEST_READABLE = 1
@@ -66,6 +66,15 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE leases ADD COLUMN pid INTEGER",
         "ALTER TABLE leases ADD COLUMN machine TEXT",
         "ALTER TABLE leases ADD COLUMN started INTEGER",
+    ],
+    # Version 3: the latest snapshot of each study's scheduler state (``_core._snapshot``), with
+    # the sequence number of the last event it reflects: readers start there, not at event 1.
+    # A file of version 1 or 2 has no such table; readers of it replay the whole log.
+    [
+        """CREATE TABLE snapshots (
+            study_id INTEGER PRIMARY KEY REFERENCES studies(id),
+            seq INTEGER NOT NULL,
+            data BLOB NOT NULL)""",
     ],
 ]
 
@@ -119,7 +128,12 @@ def vacuum(db: sqlite3.Connection) -> None:
 def studies_and_ends(db: sqlite3.Connection) -> tuple[list[Any], list[Any]]:
     """The studies (id, name), and the last sequence number of each study's log."""
     ids = db.execute("SELECT id, name FROM studies").fetchall()
-    tops = db.execute("SELECT study_id, max(seq) FROM events GROUP BY study_id").fetchall()
+    # One max() per study, which SQLite answers from the primary key's b-tree: a GROUP BY over
+    # the events scanned them all (0.28 s for a million events, on every open).
+    tops = db.execute(
+        "SELECT id, (SELECT max(seq) FROM events WHERE study_id = studies.id) AS top FROM studies "
+        "WHERE top IS NOT NULL"
+    ).fetchall()
     return ids, tops
 
 
@@ -143,6 +157,11 @@ UPSERT_CHECKPOINT = (
     "ON CONFLICT (study_id, number) DO UPDATE SET step = excluded.step, payload = excluded.payload"
 )
 DELETE_CHECKPOINT = "DELETE FROM checkpoints WHERE study_id = ? AND number = ?"
+UPSERT_SNAPSHOT = (
+    "INSERT INTO snapshots (study_id, seq, data) VALUES (?,?,?) "
+    "ON CONFLICT (study_id) DO UPDATE SET seq = excluded.seq, data = excluded.data"
+)
+SELECT_SNAPSHOT = "SELECT seq, data FROM snapshots WHERE study_id = ?"
 SELECT_LEASE = "SELECT holder, expires, pid, machine, started FROM leases WHERE study_id = ?"
 UPSERT_LEASE = (
     "INSERT INTO leases (study_id, holder, expires, pid, machine, started) VALUES (?,?,?,?,?,?) "

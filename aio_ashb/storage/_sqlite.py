@@ -79,11 +79,15 @@ from aio_ashb.storage._jobs import (
 )
 from aio_ashb.storage._schema import (
     APPLICATION_ID,
+    CREATED,
     OLDEST_READABLE,
+    PROMOTED,
     REPORTED,
+    RESUMED,
     SCHEMA_VERSION,
     SELECT_EVENTS,
     SELECT_EVENTS_AFTER,
+    SELECT_SNAPSHOT,
     UPSERT_LEASE,
     decode_all,
     encode,
@@ -418,7 +422,7 @@ class SQLiteStorage(Storage):
                 and _owner.liveness(owner_of(row)) is not _owner.Liveness.DEAD
             ):
                 raise StudyLockedError(lease_message(name, row[0], row[1], now))
-            for table in ("events", "checkpoints", "leases"):
+            for table in ("events", "checkpoints", "leases", "snapshots"):
                 db.execute(f"DELETE FROM {table} WHERE study_id = ?", (sid,))
             db.execute("DELETE FROM studies WHERE id = ?", (sid,))
 
@@ -454,6 +458,17 @@ class SQLiteStorage(Storage):
         self._next_seq[sid] = seq
         self._seq = g
         return g
+
+    @property
+    def keeps_snapshots(self) -> bool:
+        return not self.readonly
+
+    def save_snapshot(self, name: str, blob: bytes) -> None:
+        self._writable()
+        sid = self._id(name)
+        seq = self._next_seq.get(sid, 1) - 1  # the study's last event appended (or in the file)
+        if seq >= 1 and sid not in self._fences.lost:
+            self._pending.append(("s", (sid, seq, blob), 0))
 
     def drop_checkpoint(self, name: str, number: int) -> int:
         self._writable()
@@ -583,6 +598,115 @@ class SQLiteStorage(Storage):
             raise StudyNotFoundError(f"no study named {name!r} in {self.path}")
         self._ids[name] = row[0]
         return self._info(row[1:]), last, events
+
+    async def read_from_snapshot(
+        self, name: str
+    ) -> tuple[StudyInfo, tuple[int, bytes] | None, int, list[Event]]:
+        self._connection()
+        if self._blank:
+            raise StudyNotFoundError(f"no study named {name!r} in {self.path} (the file is empty)")
+        where = f"study {name!r} in {self.path}"
+
+        def read(db: sqlite3.Connection) -> tuple[Any, tuple[int, bytes] | None, int, list[Event]]:
+            row = db.execute(
+                "SELECT id, name, config, created FROM studies WHERE name = ?", (name,)
+            ).fetchone()
+            if row is None:
+                return None, None, 0, []
+            state = None
+            if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'snapshots'").fetchone():  # version >= 3
+                found = db.execute(SELECT_SNAPSHOT, (row[0],)).fetchone()
+                state = None if found is None else (int(found[0]), bytes(found[1]))
+            after = state[0] if state else 0
+            rows = db.execute(SELECT_EVENTS_AFTER, (row[0], after)).fetchall()
+            last = rows[-1][0] if rows else after  # (sequence numbers may have gaps)
+            return row, state, last, decode_all([r[1:] for r in rows], where)
+
+        row, state, last, events = await self._call(partial(snapshot, body=read))
+        if row is None:
+            raise StudyNotFoundError(f"no study named {name!r} in {self.path}")
+        self._ids[name] = row[0]
+        return self._info(row[1:]), state, last, events
+
+    async def read_trial_events(self, name: str, numbers: Sequence[int], upto: int) -> dict[int, list[Event]]:
+        """The events of the trials ``numbers`` up to sequence number ``upto``, per trial (found
+        through the per-trial index: a reader restored from a snapshot loads the curves it shows,
+        not the whole log). Read-only."""
+        sid = self._id(name)
+        where = f"study {name!r} in {self.path}"
+        wanted = sorted(set(numbers))
+
+        def read(db: sqlite3.Connection) -> list[Any]:
+            rows: list[Any] = []
+            for i in range(0, len(wanted), 500):  # bounded parameter lists
+                chunk = wanted[i : i + 500]
+                rows += db.execute(
+                    # The index named: the planner otherwise scans the log by its primary key.
+                    "SELECT seq, kind, number, step, value, time, data FROM events "
+                    "INDEXED BY events_by_trial "
+                    f"WHERE study_id = ? AND number IN ({','.join('?' * len(chunk))}) AND seq <= ?",
+                    (sid, *chunk, upto),
+                ).fetchall()
+            rows.sort()
+            return rows
+
+        rows = await self._call(read)
+        out: dict[int, list[Event]] = {n: [] for n in wanted}
+        for row, ev in zip(rows, decode_all([r[1:] for r in rows], where), strict=True):
+            out[row[2]].append(ev)
+        return out
+
+    async def event_time(self, name: str, seq: int) -> float | None:
+        """The time of event ``seq`` of study ``name`` (None if there is none). Read-only."""
+        sid = self._id(name)
+        row = await self._call(
+            lambda db: db.execute(
+                "SELECT time FROM events WHERE study_id = ? AND seq = ?", (sid, seq)
+            ).fetchone()
+        )
+        return None if row is None else float(row[0])
+
+    async def trials_active(self, name: str, upto: int, events: int) -> list[int]:
+        """Numbers of the trials that ran in the last ``events`` events up to sequence number
+        ``upto`` that are reports, starts, promotions or resumptions (not ends: a promotion-mode
+        run ends by stopping every paused trial, tens of thousands at once). Read-only."""
+        sid = self._id(name)
+        rows = await self._call(
+            lambda db: db.execute(
+                "SELECT DISTINCT number FROM (SELECT number FROM events WHERE study_id = ? AND seq <= ? "
+                "AND kind IN (?, ?, ?, ?) ORDER BY seq DESC LIMIT ?)",
+                (sid, upto, REPORTED, CREATED, PROMOTED, RESUMED, events),
+            ).fetchall()
+        )
+        return [r[0] for r in rows]
+
+    async def read_reports_summary(
+        self, name: str, upto: int, maximize: bool
+    ) -> tuple[int, list[tuple[float, float]]]:
+        """Up to sequence number ``upto``: how many reports, and (time, value) of every report
+        that improved on all finite values reported before it. SQLite computes both (a window
+        function over the reports, a scan of the log, seconds for millions of events) on the
+        connection's thread, which does not hold the GIL while it does: the event loop is not
+        slowed. Read-only."""
+        sid = self._id(name)
+        agg, better = ("max", ">") if maximize else ("min", "<")
+        finite = "value BETWEEN -1.7976931348623157e308 AND 1.7976931348623157e308"  # no NaN, no inf
+
+        def read(db: sqlite3.Connection) -> tuple[int, list[Any]]:
+            count = db.execute(
+                "SELECT count(*) FROM events WHERE study_id = ? AND kind = ? AND seq <= ?",
+                (sid, REPORTED, upto),
+            ).fetchone()[0]
+            rows = db.execute(
+                f"SELECT time, value FROM (SELECT time, value, {agg}(value) OVER (ORDER BY seq ROWS BETWEEN "
+                "UNBOUNDED PRECEDING AND 1 PRECEDING) AS before FROM events WHERE study_id = ? AND kind = ? "
+                f"AND seq <= ? AND {finite}) WHERE before IS NULL OR value {better} before",
+                (sid, REPORTED, upto),
+            ).fetchall()
+            return count, rows
+
+        count, rows = await self._call(partial(snapshot, body=read))
+        return count, [(float(t), float(v)) for t, v in rows]
 
     async def read_values(self, name: str, number: int) -> dict[int, float]:
         sid = self._id(name)

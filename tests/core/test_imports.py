@@ -14,8 +14,10 @@ ALLOWED_TOP = {
     "dataclasses",
     "enum",
     "heapq",
-    # Formats over bytes in memory (a core snapshot: io.BytesIO, json, numpy's zip archive);
-    # no file is opened.
+    "itertools",
+    # Formats over bytes in memory (a core snapshot: io.BytesIO, json, numpy's zip archive,
+    # a hash of the configuration); no file is opened.
+    "hashlib",
     "io",
     "json",
     "zipfile",

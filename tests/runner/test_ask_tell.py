@@ -160,3 +160,34 @@ async def test_memory_ask_tell_never_wait_on_the_loop_or_start_a_thread(
         at_once(study.tell(job, loss(job.params, job.target), checkpoint=saved))
     assert promoted, "some asks must promote (and load a checkpoint)"
     assert study.states[aa.TrialState.FAILED] == 1
+
+
+@pytest.mark.asyncio
+async def test_an_ask_whose_write_fails_hands_its_trial_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The job was decided and queued for the log, but the commit failed: nobody holds it, so
+    # it must not stay RUNNING forever; the next ask resumes that same trial.
+    study = await aa.create_study(
+        space=SPACE, scheduler=aa.ASHA(1, 9, 3), storage=f"sqlite:///{tmp_path / 's.db'}"
+    )
+    async with study:
+        first = await study.ask()
+        storage = study._storage
+        real = storage.flush
+
+        async def broken(seq: int | None = None) -> None:
+            raise aa.StorageError("the disk is full")
+
+        monkeypatch.setattr(storage, "flush", broken)
+        with pytest.raises(aa.StorageError, match="disk is full"):
+            await study.ask()
+        monkeypatch.setattr(storage, "flush", real)
+        assert study.states[aa.TrialState.INTERRUPTED] == 1
+        again = await study.ask()
+        assert again.number == 1 and again.number != first.number  # the same trial, resumed
+        await study.tell(again, 0.5)
+        await study.tell(first, 0.7)
+    reopened = await aa.load_study(name=study.name, storage=f"sqlite:///{tmp_path / 's.db'}")
+    async with reopened:  # every event was written once the storage worked again
+        assert reopened.n_trials == 2 and reopened.states[aa.TrialState.RUNNING] == 0

@@ -1,0 +1,191 @@
+"""Snapshots of a study's core in the SQLite file: written by the study's writer (at the end of
+a run, when ask/tell closes, now and then during a long run), under its lease only, ordered after
+the events they reflect; read by the CLI (and the dashboard) instead of the whole log."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+import aio_ashb as aa
+from aio_ashb import _study
+from aio_ashb._core import TrialCreated
+from aio_ashb._factory import read_core
+from tests.helpers import SPACE, loss
+
+
+async def run(db: Path, trials: int, **kw: Any) -> None:
+    study = await aa.create_study(
+        space=SPACE,
+        scheduler=aa.ASHA(1, 9, 3),
+        sampler=aa.RandomSampler(2),
+        storage=f"sqlite:///{db}",
+        name="s",
+        load_if_exists=True,
+        **kw,
+    )
+
+    async def objective(trial: aa.Trial) -> None:
+        async for step in trial.steps():
+            await trial.report(loss(trial.params, step))
+
+    async with study:
+        await study.run(objective, max_trials=trials, concurrency=4)
+
+
+def rows(db: Path) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(
+            "SELECT s.study_id, s.seq, (SELECT max(seq) FROM events) FROM snapshots s"
+        ).fetchall()
+
+
+async def same_as_the_log(db: Path) -> None:
+    async with aa.SQLiteStorage(db, readonly=True) as storage:
+        info, core, _ = await read_core("s", storage)
+        info, events = await storage.read_study("s")
+    replayed = aa._factory.core_from_config("s", storage, info.config)
+    replayed.replay(events)
+    assert repr(core.trials()) == repr(replayed.trials())
+    assert repr(core.best()) == repr(replayed.best())
+
+
+@pytest.mark.asyncio
+async def test_a_run_ends_with_a_snapshot_of_everything_it_wrote(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    await run(db, 30)
+    [(_, seq, top)] = rows(db)
+    assert seq == top
+    await run(db, 50)  # the next run replaces it
+    [(_, seq, top)] = rows(db)
+    assert seq == top
+    async with aa.SQLiteStorage(db, readonly=True) as storage:
+        _, state, last, events = await storage.read_from_snapshot("s")
+        assert state is not None and state[0] == last == top and events == []
+    await same_as_the_log(db)
+
+
+@pytest.mark.asyncio
+async def test_ask_and_tell_leave_a_snapshot_when_the_study_closes(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    study = await aa.create_study(
+        space=SPACE, scheduler=aa.ASHA(1, 9, 3), storage=f"sqlite:///{db}", name="s"
+    )
+    async with study:
+        for _ in range(6):
+            job = await study.ask()
+            await study.tell(job, 0.5)
+    [(_, seq, top)] = rows(db)
+    assert seq == top
+    await same_as_the_log(db)
+
+
+@pytest.mark.asyncio
+async def test_a_long_run_stores_snapshots_while_it_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Lease renewals every 0.1 s, and a snapshot at any of them after 50 new events.
+    monkeypatch.setattr(_study, "_SNAPSHOT_EVENTS", 50)
+    db = tmp_path / "s.db"
+    seen: list[tuple[Any, ...]] = []
+    study = await aa.create_study(
+        space=SPACE, scheduler=aa.ASHA(1, 9, 3), storage=f"sqlite:///{db}", name="s", lease_ttl=0.3
+    )
+
+    async def objective(trial: aa.Trial) -> None:
+        async for step in trial.steps():
+            await anyio.sleep(0.01)
+            await trial.report(loss(trial.params, step))
+
+    async def watch() -> None:
+        while True:
+            await anyio.sleep(0.05)
+            seen.extend(rows(db))
+
+    async with study, anyio.create_task_group() as tg:
+        tg.start_soon(watch)
+        await study.run(objective, max_trials=250, concurrency=8)  # about a second
+        tg.cancel_scope.cancel()
+    mid_run = {seq for _, seq, top in seen if seq < top}
+    assert len(mid_run) >= 2, seen  # several, each behind the log it was read with
+
+
+@pytest.mark.asyncio
+async def test_a_writer_that_lost_its_lease_writes_no_snapshot(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    await run(db, 10)
+    [(_, before, _)] = rows(db)
+    async with aa.SQLiteStorage(db) as a, aa.SQLiteStorage(db) as b:
+        await a.acquire_lease("s", "runner A", ttl=0.001)
+        await anyio.sleep(0.01)
+        await b.acquire_lease("s", "runner B", ttl=30)  # A's lease expired: B holds the study
+        a.append("s", [TrialCreated(10, 0, {"lr": 0.1, "x": 0.5, "c": "a"}, ("PCG64", 1, 1, 0, 0), 1.0)])
+        a.save_snapshot("s", b"anything")
+        with pytest.raises(aa.StudyLockedError):
+            await a.flush(a._seq)
+        await a.flush()
+        await b.release_lease("s", "runner B")
+    assert rows(db)[0][1] == before  # neither the event nor the snapshot was written
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM snapshots WHERE data = ?", (b"anything",)).fetchone() == (
+            0,
+        )
+
+
+@pytest.mark.asyncio
+async def test_deleting_a_study_deletes_its_snapshot(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    await run(db, 10)
+    assert len(rows(db)) == 1
+    await aa.delete_study(name="s", storage=f"sqlite:///{db}")
+    assert rows(db) == []
+
+
+@pytest.mark.asyncio
+async def test_a_file_from_before_snapshots_is_read_whole_and_migrated_by_a_writer(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    await run(db, 20)
+    with sqlite3.connect(db) as conn:  # as schema version 2 made it
+        conn.execute("DROP TABLE snapshots")
+        conn.execute("PRAGMA user_version=2")
+    async with aa.SQLiteStorage(db, readonly=True) as storage:
+        _, state, _, events = await storage.read_from_snapshot("s")
+        assert state is None and events
+    await same_as_the_log(db)
+    await run(db, 20)  # a writer migrates the file (version 3) and stores a snapshot
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (3,)
+    assert len(rows(db)) == 1
+
+
+@pytest.mark.asyncio
+async def test_a_snapshot_the_log_does_not_fit_is_ignored(tmp_path: Path) -> None:
+    # A snapshot older than events that contradict it (hand-made here: the file was edited)
+    # makes the reader replay the log, which is the truth.
+    db = tmp_path / "s.db"
+    await run(db, 20)
+    with sqlite3.connect(db) as conn:
+        (top,) = conn.execute("SELECT max(seq) FROM events").fetchone()
+        conn.execute("UPDATE snapshots SET seq = ?", (top - 5,))  # re-apply 5 events: they do not fit
+    async with aa.SQLiteStorage(db, readonly=True) as storage:
+        _, state, _, events = await storage.read_from_snapshot("s")
+        assert state is not None and len(events) == 5
+    await same_as_the_log(db)
+
+
+@pytest.mark.asyncio
+async def test_a_run_refused_by_another_runners_lease_writes_no_snapshot(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    await run(db, 10)
+    with sqlite3.connect(db) as conn:
+        conn.execute("DELETE FROM snapshots")
+    async with aa.SQLiteStorage(db) as other:
+        await other.acquire_lease("s", "runner B", ttl=30)
+        with pytest.raises(aa.StudyLockedError):
+            await run(db, 20)
+        await other.release_lease("s", "runner B")
+    assert rows(db) == []
