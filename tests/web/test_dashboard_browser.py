@@ -145,15 +145,24 @@ def test_watching_a_running_study(served: tuple[str, Path], tmp_path: Path) -> N
             assert page.locator('#trials tbody tr[data-kept="yes"]').count() == 1
             expect(header).to_have_attribute("aria-sort", "descending")
 
-            # Filter by state, then search the parameters.
+            # Filter by state, then search the parameters (the server filters: wait for its page).
             page.select_option("#filter-state", "running")
-            states: list[str] = page.eval_on_selector_all(
-                "#trials tbody tr td:nth-child(2)", "tds => tds.map(td => td.textContent)"
+            page.wait_for_function(
+                "[...document.querySelectorAll('#trials tbody tr td:nth-child(2)')]"
+                ".every(td => td.textContent === 'running')",
+                timeout=5000,
             )
-            assert set(states) <= {"running"}
             page.select_option("#filter-state", "")
             page.fill("#filter-search", "c=a")
-            page.wait_for_timeout(200)
+            column = 1 + page.eval_on_selector_all(
+                "#trials th button", "bs => bs.findIndex(b => b.dataset.key === 'params.c')"
+            )
+            page.wait_for_function(
+                "(() => { const cs = [...document.querySelectorAll("
+                f"'#trials tbody tr td:nth-child({column})')];"
+                " return cs.length > 0 && cs.every(td => td.textContent === 'a'); })()",
+                timeout=5000,
+            )
             shown = page.locator("#shown").text_content() or ""
             assert "trials" in shown
 

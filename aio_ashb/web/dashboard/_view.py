@@ -9,6 +9,13 @@ The log has no worker or slot ids, so the timeline's slots are derived: each tim
 running (created, promoted or resumed) it takes the lowest slot that is free at that moment, and
 gives it back when it pauses, stops, ends or is interrupted. With ``concurrency=k`` this never
 uses more than k slots, but slot *i* is not a particular worker.
+
+A large study's view starts from the snapshot its writer stored (:meth:`StudyView.restored`):
+the core comes from it, and the per-trial history the core does not keep (curves, marks,
+checkpoint steps, running stretches) is read trial by trial from the log when it is shown
+(:func:`trial_history`): the trials whose curves are drawn, the trials of the timeline's window,
+a trial's page. The report count and the best-so-far line come from one query the dashboard runs
+in the background (:meth:`StudyView.set_reports_before`).
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,12 +42,15 @@ from aio_ashb._core import (
     TrialResumed,
     TrialState,
 )
-from aio_ashb._report import StudyStatus, json_safe, status_of, trial_row
+from aio_ashb._report import StudyStatus, json_safe, status_of
 
 #: At most this many points of one curve are sent for the study's chart (a trial's own page
 #: gets :data:`TRIAL_POINTS`): the milestones' points are always kept.
 CURVE_POINTS = 64
 TRIAL_POINTS = 2000
+#: A study page's full update carries the curves of at most this many trials: those the page
+#: draws (the furthest first, then the newest: the page's own rule); other rows come without.
+CURVE_TRIALS = 500
 
 
 @dataclass(slots=True)
@@ -84,6 +95,35 @@ class _Touched:
         return out
 
 
+# The table's sortable columns (besides number and params.*), as getters of Core.table's tuples.
+_TABLE_GETTERS: dict[str, Any] = {
+    "state": lambda c: c[0].value,
+    "bracket": lambda c: c[1],
+    "resource": lambda c: c[4],
+    "value": lambda c: c[5],
+    "step": lambda c: c[2],
+    "last_value": lambda c: c[3],
+}
+TABLE_SORTS = ("number", *_TABLE_GETTERS)
+
+
+def _blank(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def _rank(v: Any) -> tuple[int, Any]:
+    """A sort key that orders numbers before text without comparing the two (params of a
+    categorical dimension may mix them)."""
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return (0, v)
+    return (1, str(v))
+
+
+def _safe(v: float | None) -> float | str | None:
+    """A table's value: JSON has no NaN or infinity, so those are written as text ("nan")."""
+    return v if v is None or math.isfinite(v) else str(v)
+
+
 def finite(v: float) -> float | None:
     """JSON has no NaN or infinity: charts take None as a gap."""
     return v if math.isfinite(v) else None
@@ -98,6 +138,62 @@ def thin(steps: list[int], values: list[float], limit: int, keep: set[int]) -> t
     stride = math.ceil(n / limit)
     idx = [i for i in range(n) if i % stride == 0 or i == n - 1 or steps[i] in keep]
     return [steps[i] for i in idx], [values[i] for i in idx]
+
+
+def trial_history(
+    events: list[Event], milestones: list[int], promotion: bool, stopped: bool
+) -> tuple[_Curve, list[tuple[float, float | None]]]:
+    """One trial's curve (with its decision marks and checkpoint steps) and the stretches of
+    time it ran, from its own events and its final state (``stopped``). What the core decided is
+    implied by them: a report that crosses a milestone completes the trial at the top one and,
+    in promotion mode, pauses it below; a failure, and a stop in promotion mode, end with a
+    ``TrialEnded``; a stop in stopping mode ends the trial at its last report."""
+    c = _Curve()
+    runs: list[tuple[float, float | None]] = []
+    start: float | None = None
+    last_report = 0.0
+    crossed = 0  # milestones crossed so far
+    top = len(milestones) - 1
+    for ev in events:
+        kind = type(ev)
+        if kind is Reported:
+            assert isinstance(ev, Reported)
+            c.steps.append(ev.step)
+            c.values.append(ev.value)
+            last_report = ev.time
+            if crossed <= top and ev.step >= milestones[crossed]:
+                while crossed <= top and ev.step >= milestones[crossed]:
+                    crossed += 1
+                if crossed > top or promotion:
+                    if crossed <= top:
+                        c.marks.append(("paused", ev.step, ev.value))
+                    if start is not None:
+                        runs.append((start, ev.time))
+                        start = None
+        elif kind is TrialCreated or kind is TrialPromoted or kind is TrialResumed:
+            if kind is TrialPromoted and c.steps:
+                c.marks.append(("promoted", c.steps[-1], c.values[-1]))
+            if start is None:
+                start = ev.time
+        elif kind is TrialInterrupted or kind is TrialEnded:
+            if kind is TrialEnded:
+                assert isinstance(ev, TrialEnded)
+                if ev.state in (TrialState.STOPPED, TrialState.FAILED) and c.steps:
+                    c.marks.append((ev.state.value, c.steps[-1], c.values[-1]))
+            if start is not None:
+                runs.append((start, ev.time))
+                start = None
+        elif kind is Checkpointed:
+            assert isinstance(ev, Checkpointed)
+            c.checkpoints.append(ev.step)
+    if stopped and c.steps and not (c.marks and c.marks[-1][0] == "stopped"):
+        c.marks.append(("stopped", c.steps[-1], c.values[-1]))
+        if start is not None:
+            runs.append((start, last_report))
+            start = None
+    if start is not None:
+        runs.append((start, None))
+    return c, runs
 
 
 class StudyView:
@@ -133,6 +229,86 @@ class StudyView:
         self._rows: dict[int, tuple[int, dict[str, Any]]] = {}  # number -> (its change seq, row)
         self._trials = _Touched()
         self._segs = _Touched()
+        # Restored from a snapshot (see the module docstring): trials below this number have
+        # their history (curve, marks, stretches) loaded only on demand, and the reports and the
+        # best-so-far line before sequence number ``restored_seq`` arrive later (None until then).
+        self.restored_trials = 0
+        self.restored_seq = 0
+        self.reports_known = True  # False while a restored view waits for set_reports_before
+        self._order: tuple[Any, list[int]] | None = None  # the table's last sort (see table)
+        self._texts: list[str] = []  # each trial's params as searchable text
+
+    @classmethod
+    def restored(
+        cls, name: str, config: dict[str, Any], created: float, core: Core, seq: int, last_time: float
+    ) -> StudyView:
+        """A view of ``core``, restored from the snapshot taken at sequence number ``seq``, whose
+        last event was written at ``last_time``."""
+        view = cls(name, config, created, core)
+        view.seq = view.restored_seq = seq
+        view.restored_trials = core.n_trials
+        view.reports_known = False
+        # Rung counts of the past, from the core's columns: a stopped trial counts at the
+        # highest milestone it crossed; in promotion mode a trial granted rung g was promoted
+        # from each of its bracket's first g milestones.
+        brackets, crossed, granted = core.progress_columns()
+        ms = view.bracket_milestones
+        stopped = core.numbers_in(TrialState.STOPPED)
+        for (b, k), count in Counter((brackets[n], crossed[n]) for n in stopped).items():
+            view._stopped[(b, ms[b][k - 1] if k else 0)] = count
+        if core.scheduler.mode == "promotion":
+            for (b, g), count in Counter(zip(brackets, granted, strict=True)).items():
+                for j in range(g):
+                    view._promoted[(b, ms[b][j])] = view._promoted.get((b, ms[b][j]), 0) + count
+        view.last_time = max(last_time, created)
+        return view
+
+    def missing(self, numbers: Any) -> list[int]:
+        """Of ``numbers``, the trials whose history is still to be loaded (:meth:`preload`)."""
+        return [n for n in numbers if n < self.restored_trials and n not in self._curves]
+
+    def preload(self, histories: dict[int, list[Event]], *, timeline: bool = False) -> None:
+        """Take the history of trials restored from the snapshot: their events up to
+        ``restored_seq`` (:func:`trial_history`). With ``timeline``, their running stretches
+        join the timeline (the window a restored view shows of the time before its snapshot)."""
+        promotion = self.core.scheduler.mode == "promotion"
+        stretches: list[tuple[float, int, float | None]] = []
+        for number, events in histories.items():
+            if number in self._curves or number >= self.restored_trials:
+                continue
+            t = self.core.frozen(number)
+            bracket = t.bracket
+            stopped = t.state is TrialState.STOPPED
+            curve, runs = trial_history(events, self.bracket_milestones[bracket], promotion, stopped)
+            self._curves[number] = curve
+            self._bracket[number] = bracket
+            self._rows.pop(number, None)  # a row built before had no curve
+            if timeline:
+                stretches += [(start, number, end) for start, end in runs]
+        for start, number, end in sorted(stretches, key=lambda r: (r[0], r[1])):
+            self._start(number, start, self.restored_seq)
+            if end is not None:
+                self._stop(number, end, self.restored_seq)
+
+    def set_reports_before(self, count: int, best: list[tuple[float, float]]) -> None:
+        """The number of reports up to ``restored_seq``, and (time, value) of every report there
+        that improved on the best before it: with them the count and the best-so-far line are
+        exact. The improvements folded in since the snapshot were found against an empty past:
+        those that do not beat the earlier best drop out."""
+        self.reports += count
+        sign = self._sign
+        running = sign * best[-1][1] if best else math.inf
+        times = [t - self.created for t, _ in best]
+        values = [v for _, v in best]
+        for t, v in zip(self.best_times, self.best_values, strict=True):
+            if sign * v < running:
+                running = sign * v
+                times.append(t)
+                values.append(v)
+        self._best = running
+        self.best_times, self.best_values = times, values
+        self.reports_known = True
+        self._status = None  # (it carries the report count)
 
     # ------------------------------------------------------------------ folding events in
     def fold(self, events: list[Event], last_seq: int) -> None:
@@ -160,6 +336,9 @@ class StudyView:
                 self.best_values.append(ev.value)
             if decision is Decision.PAUSE:
                 c.marks.append(("paused", ev.step, ev.value))
+            elif decision is Decision.STOP:  # stopping mode: no TrialEnded follows
+                c.marks.append(("stopped", ev.step, ev.value))
+                self._count_stopped(number, ev.step)
             if decision is not Decision.CONTINUE:  # paused, stopped or complete: it stops running
                 self._stop(number, ev.time, seq)
         elif kind is TrialCreated:
@@ -193,13 +372,7 @@ class StudyView:
             if ev.state in (TrialState.STOPPED, TrialState.FAILED) and c.steps:
                 c.marks.append((ev.state.value, c.steps[-1], c.values[-1]))
             if ev.state is TrialState.STOPPED:
-                # The highest milestone it reached (the core's FrozenTrial.resource, without
-                # building a FrozenTrial for each of the thousands stopped at a study's end).
-                bracket = self._bracket[number]
-                ms = self.bracket_milestones[bracket]
-                reached = bisect.bisect_right(ms, c.steps[-1]) if c.steps else 0
-                key = (bracket, ms[reached - 1] if reached else 0)
-                self._stopped[key] = self._stopped.get(key, 0) + 1
+                self._count_stopped(number, c.steps[-1] if c.steps else 0)
         elif kind is Checkpointed:
             assert isinstance(ev, Checkpointed)
             number = ev.number
@@ -207,6 +380,16 @@ class StudyView:
         else:  # Enqueued: no trial number, it only changes the core's queue
             return
         self._trials.touch(number, seq)
+
+    def _count_stopped(self, number: int, step: int) -> None:
+        """Count a stopped trial at the highest milestone it reached (the core's
+        FrozenTrial.resource, without building a FrozenTrial for each of the thousands stopped
+        at a promotion-mode study's end)."""
+        bracket = self._bracket[number]
+        ms = self.bracket_milestones[bracket]
+        reached = bisect.bisect_right(ms, step)
+        key = (bracket, ms[reached - 1] if reached else 0)
+        self._stopped[key] = self._stopped.get(key, 0) + 1
 
     def _start(self, number: int, t: float, seq: int) -> None:
         if number in self._open:
@@ -246,7 +429,7 @@ class StudyView:
             "direction": self.core.direction.value,
             "trials": st.trials,
             "running": st.running,
-            "reports": self.reports,
+            "reports": self.reports if self.reports_known else None,  # None: still counting
             "best": None if best is None else finite(best.rung_values[best.resource]),
             "best_trial": None if best is None else best.number,
             "created": self.created,
@@ -274,25 +457,135 @@ class StudyView:
         return self.milestones.index(resource) if resource in self._milestone_set else -1
 
     def trial_row(self, number: int, points: int = CURVE_POINTS) -> dict[str, Any]:
-        changed = self._trials.last(number)
-        cached = self._rows.get(number)
-        if points == CURVE_POINTS and cached is not None and cached[0] == changed:
-            return cached[1]  # unchanged since built: another page opening reuses it
-        t = self.core.frozen(number)
-        row: dict[str, Any] = json_safe(trial_row(t, self.param_names))
-        c = self._curves.get(number, _Curve())
-        steps, values = thin(c.steps, c.values, points, self._milestone_set)
-        row["level"] = self._level(t.resource)
-        row["curve"] = [steps, [finite(v) for v in values]]
-        row["marks"] = [[k, s, finite(v)] for k, s, v in c.marks]
-        if points == CURVE_POINTS:
-            self._rows[number] = (changed, row)
-        return row
+        return self.trial_rows([number], points)[0]
+
+    def trial_rows(
+        self, numbers: list[int], points: int = CURVE_POINTS, drawn: set[int] | None = None
+    ) -> list[dict[str, Any]]:
+        """Rows of the trial table (``_report.trial_row``'s columns, with the curve thinned to
+        ``points`` and the decision marks), built from the core's columns: a study page's first
+        update holds every trial. Rows are cached until their trial changes. Trials not in
+        ``drawn`` (when given) come without their curve and marks."""
+        out: list[dict[str, Any]] = []
+        build: list[int] = []
+        cache, last = self._rows, self._trials.last
+        for n in numbers:
+            cached = cache.get(n) if points == CURVE_POINTS else None
+            if cached is not None and cached[0] == last(n):
+                full = cached[1]
+                out.append(full if drawn is None or n in drawn else {**full, "curve": [[], []], "marks": []})
+            else:
+                out.append({})
+                build.append(len(out) - 1)
+        names, keep, empty = self.param_names, self._milestone_set, _Curve()
+        for i, (state, bracket, step, value, resource, at_resource, params, error) in zip(
+            build, self.core.table([numbers[i] for i in build]), strict=True
+        ):
+            n = numbers[i]
+            row: dict[str, Any] = {
+                "number": n,
+                "state": state.value,
+                "bracket": bracket,
+                "resource": resource,
+                "value": _safe(at_resource),
+                "step": step,
+                "last_value": _safe(value),
+            }
+            for p in names:
+                row[f"params.{p}"] = json_safe(params.get(p))
+            row["error"] = error.strip().splitlines()[-1] if error else None
+            row["level"] = self._level(resource)
+            if drawn is not None and n not in drawn:
+                row["curve"], row["marks"] = [[], []], []
+            else:
+                c = self._curves.get(n, empty)
+                steps, values = thin(c.steps, c.values, points, keep)
+                row["curve"] = [steps, [finite(v) for v in values]]
+                row["marks"] = [[k, s, finite(v)] for k, s, v in c.marks]
+                if points == CURVE_POINTS:
+                    cache[n] = (last(n), row)
+            out[i] = row
+        return out
+
+    def table(
+        self,
+        *,
+        sort: str = "number",
+        descending: bool = False,
+        state: str | None = None,
+        resource: int | None = None,
+        search: str = "",
+        offset: int = 0,
+        limit: int = 100,
+    ) -> dict[str, Any]:
+        """A page of the trial table: the trials matching the filters (``search``: words found
+        in the ``name=value`` text of their params), sorted by a column, blanks (None, NaN) last
+        either way and ties by number; rows without curves. The order is kept until the study
+        changes, so paging and polls of a large study sort once."""
+        key = (sort, descending, state, resource, search, self.seq)
+        if self._order is None or self._order[0] != key:
+            self._order = (key, self._sorted(sort, descending, state, resource, search))
+        order = self._order[1]
+        rows = self.trial_rows(order[offset : offset + limit], drawn=set())
+        return {"seq": self.seq, "total": len(order), "offset": offset, "rows": rows}
+
+    def _sorted(
+        self, sort: str, descending: bool, state: str | None, resource: int | None, search: str
+    ) -> list[int]:
+        n = self.core.n_trials
+        cols = self.core.table(range(n))
+        numbers = list(range(n))
+        if state is not None:
+            numbers = [i for i in numbers if cols[i][0].value == state]
+        if resource is not None:
+            numbers = [i for i in numbers if cols[i][4] == resource]
+        words = search.lower().split()
+        if words:
+            texts = self._param_texts(cols)
+            numbers = [i for i in numbers if all(w in texts[i] for w in words)]
+        if sort == "number":
+            return numbers[::-1] if descending else numbers
+        if sort.startswith("params."):
+            name = sort[7:]
+            values = [cols[i][6].get(name) for i in numbers]
+        else:
+            get = _TABLE_GETTERS[sort]
+            values = [get(cols[i]) for i in numbers]
+        present = [(_rank(v), i) for v, i in zip(values, numbers, strict=True) if not _blank(v)]
+        # Stable, so ties stay in number order, also when reversed.
+        present.sort(key=lambda p: p[0], reverse=descending)
+        return [i for _, i in present] + [i for v, i in zip(values, numbers, strict=True) if _blank(v)]
+
+    def _param_texts(self, cols: list[tuple[Any, ...]]) -> list[str]:
+        """Each trial's params as lower-case ``name=value`` text (params never change: cached)."""
+        texts = self._texts
+        names = self.param_names
+        for i in range(len(texts), len(cols)):
+            params = cols[i][6]
+            texts.append(" ".join(f"{p}={params.get(p)}" for p in names).lower())
+        return texts
+
+    def drawn(self) -> list[int]:
+        """The trials whose curves a study page draws: at most :data:`CURVE_TRIALS`, those at
+        the highest milestone first, then the newest (the page's own rule)."""
+        _, crossed, _ = self.core.progress_columns()
+        n = len(crossed)
+        if n <= CURVE_TRIALS:
+            return list(range(n))
+        levels = [self._level(r) for r in self._resources(crossed)]
+        return sorted(range(n), key=lambda i: (-levels[i], -i))[:CURVE_TRIALS]
+
+    def _resources(self, crossed: list[int]) -> list[int]:
+        brackets, _, _ = self.core.progress_columns()
+        ms = self.bracket_milestones
+        return [ms[b][k - 1] if k else 0 for b, k in zip(brackets, crossed, strict=True)]
 
     def update(self, since: int) -> dict[str, Any]:
         """Everything a study page needs that changed after sequence number ``since`` (0: all).
         Small parts (status, rungs, best so far) are always sent whole."""
-        if since > self.seq:  # a client of an older file (replaced, or study recreated)
+        if since > self.seq or since < self.restored_seq:
+            # A client of an older file (replaced, or study recreated), or of a time before the
+            # snapshot this view started from (which it knows no changes of): everything.
             since = 0
         segs = self._segs.since(since)
         best_t, best_v = list(self.best_times), list(self.best_values)
@@ -311,7 +604,9 @@ class StudyView:
             "slots": self.slots,
             "best": {"t": best_t, "value": [finite(v) for v in best_v]},
             "rungs": self.rungs(),
-            "trials": [self.trial_row(n) for n in self._trials.since(since)],
+            # The rows whose curves the page draws, or those changed: the table's rows come
+            # from :meth:`table`, a page at a time.
+            "trials": self.trial_rows(self.drawn() if since == 0 else self._trials.since(since)),
             "segments": [self._segment(i) for i in segs],
         }
 

@@ -7,9 +7,9 @@
 const body = document.body;
 const ROOT = body.dataset.root || "";
 const POLL_MS = 1000;
-const TABLE_LIMIT = 500; // rows drawn at once; the filters reach the others
+const TABLE_LIMIT = 200; // rows per table page (sorted and filtered by the server)
 const TIMELINE_LIMIT = 3000; // most recent running stretches drawn
-const CURVE_LIMIT = 3000; // curves drawn: those that went furthest first, then the newest
+const CURVE_LIMIT = 500; // curves drawn: those that went furthest first, then the newest
 const PALETTE = ["#440154", "#3b528b", "#21918c", "#5ec962", "#c8b800", "#fd8d3c", "#e6194b"];
 const NO_MILESTONE = "#9aa0a6";
 
@@ -99,7 +99,7 @@ function studiesPage() {
         rows.set(s.name, tr);
         tbody.appendChild(tr);
       }
-      const cells = [null, s.direction, s.trials, s.running, s.reports, s.best, Math.max(0, now - s.last_event).toFixed(0)];
+      const cells = [null, s.direction, s.trials, s.running, s.reports ?? "counting…", s.best, Math.max(0, now - s.last_event).toFixed(0)];
       cells.forEach((v, i) => {
         if (i > 0 && tr.cells[i].textContent !== fmt(v)) tr.cells[i].textContent = fmt(v);
       });
@@ -122,7 +122,13 @@ function studyPage() {
   const fState = document.getElementById("filter-state");
   const fRung = document.getElementById("filter-rung");
   const fSearch = document.getElementById("filter-search");
-  for (const el of [fState, fRung, fSearch]) el.addEventListener("input", renderTable);
+  let tableAsked = 0; // answers to older table requests are dropped
+  let searchTimer = null;
+  for (const el of [fState, fRung]) el.addEventListener("input", loadTable);
+  fSearch.addEventListener("input", () => {
+    clearTimeout(searchTimer);
+    searchTimer = setTimeout(loadTable, 200);
+  });
 
   function header(paramNames) {
     const cols = ["number", "state", "bracket", "resource", "value", "step", "last_value", ...paramNames.map((p) => "params." + p)];
@@ -139,7 +145,7 @@ function studyPage() {
       b.addEventListener("click", () => {
         sort.dir = sort.key === c ? -sort.dir : 1;
         sort.key = c;
-        renderTable();
+        loadTable();
       });
       th.appendChild(b);
       headRow.appendChild(th);
@@ -157,33 +163,25 @@ function studyPage() {
     }
   }
 
-  function compare(a, b) {
-    const x = a[sort.key];
-    const y = b[sort.key];
-    if (x === y) return a.number - b.number;
-    if (x === null || x === undefined) return 1; // blanks last either way
-    if (y === null || y === undefined) return -1;
-    return (x < y ? -1 : 1) * sort.dir;
+  // A page of the table, sorted and filtered by the server: a study may hold 100,000 trials.
+  async function loadTable() {
+    const asked = ++tableAsked;
+    const q = new URLSearchParams({ sort: sort.key, order: sort.dir > 0 ? "asc" : "desc", limit: TABLE_LIMIT });
+    if (fState.value) q.set("state", fState.value);
+    if (fRung.value) q.set("resource", fRung.value);
+    if (fSearch.value.trim()) q.set("q", fSearch.value.trim());
+    const page = await api("/api/studies/" + encodeURIComponent(name) + "/table?" + q);
+    if (asked === tableAsked) renderTable(page);
   }
 
-  function renderTable() {
+  function renderTable(page) {
+    if (trRows.size > 5000) trRows.clear(); // rows of pages seen long ago are made again
     for (const th of headRow.children) {
       const key = th.firstChild.dataset.key;
       if (key === sort.key) th.setAttribute("aria-sort", sort.dir > 0 ? "ascending" : "descending");
       else th.removeAttribute("aria-sort");
     }
-    const state = fState.value;
-    const rung = fRung.value;
-    const words = fSearch.value.trim().toLowerCase();
-    const rows = [...trials.values()].filter(
-      (t) =>
-        (!state || t.state === state) &&
-        (!rung || String(t.resource) === rung) &&
-        (!words || (t._params || (t._params = columns.filter((c) => c.startsWith("params.")).map((c) => c.slice(7) + "=" + t[c]).join(" ").toLowerCase())).includes(words)),
-    );
-    rows.sort(compare);
-    const shown = rows.slice(0, TABLE_LIMIT);
-    const nodes = shown.map((t) => {
+    const nodes = page.rows.map((t) => {
       let tr = trRows.get(t.number);
       if (!tr) {
         tr = document.createElement("tr");
@@ -205,7 +203,7 @@ function studyPage() {
     });
     const same = nodes.length === tbody.children.length && nodes.every((n, i) => tbody.children[i] === n);
     if (!same) tbody.replaceChildren(...nodes);
-    setText("shown", rows.length > shown.length ? `showing ${shown.length} of ${rows.length} matching trials` : `${rows.length} trials`);
+    setText("shown", page.total > nodes.length ? `showing ${nodes.length} of ${page.total} matching trials` : `${page.total} trials`);
   }
 
   function drawCharts(u) {
@@ -308,7 +306,7 @@ function studyPage() {
     last = u;
     setText("trial-count", u.summary.trials);
     setText("running", u.summary.running);
-    setText("reports", u.summary.reports);
+    setText("reports", u.summary.reports ?? "counting…"); // a large study's count arrives later
     setText("best-value", u.summary.best);
     setText("best-trial", u.summary.best_trial);
     document.getElementById("best-label").textContent = `best value (${u.status.direction}, at the highest milestone)`;
@@ -316,7 +314,7 @@ function studyPage() {
     header(u.param_names);
     options(fState, Object.keys(u.status.states));
     options(fRung, [0, ...u.milestones]);
-    renderTable();
+    await loadTable();
     const first = !document.getElementById("chart-best").data;
     drawCharts(u);
     if (first) ["chart-curves", "chart-timeline"].forEach(openTrialOnClick);
