@@ -636,7 +636,7 @@ class SQLiteStorage(Storage):
         where = f"study {name!r} in {self.path}"
         wanted = sorted(set(numbers))
 
-        def read(db: sqlite3.Connection) -> list[Any]:
+        def read(db: sqlite3.Connection) -> dict[int, list[Event]]:
             rows: list[Any] = []
             for i in range(0, len(wanted), 500):  # bounded parameter lists
                 chunk = wanted[i : i + 500]
@@ -648,13 +648,13 @@ class SQLiteStorage(Storage):
                     (sid, *chunk, upto),
                 ).fetchall()
             rows.sort()
-            return rows
+            # Decoded here, on the connection's thread, not on the event loop.
+            out: dict[int, list[Event]] = {n: [] for n in wanted}
+            for row, ev in zip(rows, decode_all([r[1:] for r in rows], where), strict=True):
+                out[row[2]].append(ev)
+            return out
 
-        rows = await self._call(read)
-        out: dict[int, list[Event]] = {n: [] for n in wanted}
-        for row, ev in zip(rows, decode_all([r[1:] for r in rows], where), strict=True):
-            out[row[2]].append(ev)
-        return out
+        return await self._call(read)
 
     async def event_time(self, name: str, seq: int) -> float | None:
         """The time of event ``seq`` of study ``name`` (None if there is none). Read-only."""

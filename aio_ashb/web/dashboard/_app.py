@@ -17,6 +17,7 @@ import html
 import importlib.util
 from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -147,7 +148,8 @@ class Dashboard:
                     touched = {n for ev in events if (n := getattr(ev, "number", None)) is not None}
                     missing = view.missing(touched)
                     if missing:
-                        view.preload(await storage.read_trial_events(name, missing, view.restored_seq))
+                        histories = await storage.read_trial_events(name, missing, view.restored_seq)
+                        await anyio.to_thread.run_sync(view.preload, histories)
                     # A first read may be a million events: folded off the event loop.
                     try:
                         await anyio.to_thread.run_sync(view.fold, events, last)
@@ -162,7 +164,8 @@ class Dashboard:
                 self._take_summary(name, view)
                 missing = view.missing(trials)
                 if missing:
-                    view.preload(await storage.read_trial_events(name, missing, view.restored_seq))
+                    histories = await storage.read_trial_events(name, missing, view.restored_seq)
+                    await anyio.to_thread.run_sync(view.preload, histories)
             except Exception:
                 self._forget(name)
                 self._locks.pop(name, None)  # unknown names must not pile up locks
@@ -189,9 +192,11 @@ class Dashboard:
                 view = StudyView.restored(name, info.config, info.created, core, seq, written)
                 # The timeline's window, then the curves the page draws: their trials' history.
                 window = await storage.trials_active(name, seq, TIMELINE_EVENTS)
-                view.preload(await storage.read_trial_events(name, view.missing(window), seq), timeline=True)
+                histories = await storage.read_trial_events(name, view.missing(window), seq)
+                await anyio.to_thread.run_sync(partial(view.preload, histories, timeline=True))
                 drawn = await anyio.to_thread.run_sync(view.drawn)
-                view.preload(await storage.read_trial_events(name, view.missing(drawn), seq))
+                histories = await storage.read_trial_events(name, view.missing(drawn), seq)
+                await anyio.to_thread.run_sync(view.preload, histories)
                 maximize = core.direction.value == "maximize"
                 self._summaries[name] = asyncio.create_task(self._summary(name, seq, maximize))
                 return view, last, events

@@ -27,6 +27,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from aio_ashb._core import (
     ASHA,
     Checkpointed,
@@ -237,6 +239,7 @@ class StudyView:
         self.reports_known = True  # False while a restored view waits for set_reports_before
         self._order: tuple[Any, list[int]] | None = None  # the table's last sort (see table)
         self._texts: list[str] = []  # each trial's params as searchable text
+        self._columns: tuple[int, list[tuple[Any, ...]]] | None = None  # Core.table, at a seq
 
     @classmethod
     def restored(
@@ -532,9 +535,10 @@ class StudyView:
     def _sorted(
         self, sort: str, descending: bool, state: str | None, resource: int | None, search: str
     ) -> list[int]:
-        n = self.core.n_trials
-        cols = self.core.table(range(n))
-        numbers = list(range(n))
+        if self._columns is None or self._columns[0] != self.seq:  # the table's tuples, per change
+            self._columns = (self.seq, self.core.table(range(self.core.n_trials)))
+        cols = self._columns[1]
+        numbers = list(range(len(cols)))
         if state is not None:
             numbers = [i for i in numbers if cols[i][0].value == state]
         if resource is not None:
@@ -551,6 +555,14 @@ class StudyView:
         else:
             get = _TABLE_GETTERS[sort]
             values = [get(cols[i]) for i in numbers]
+        if all(type(v) is float or type(v) is int or v is None for v in values):
+            # Numbers (the common case, and the large one): a stable argsort, blanks last.
+            a = np.array([np.nan if v is None else v for v in values], dtype=float)
+            blank = np.isnan(a)
+            order = np.argsort(-a if descending else a, kind="stable")  # NaN sorts last
+            kept: list[int] = np.asarray(numbers)[order[: int((~blank).sum())]].tolist()
+            blanks: list[int] = np.asarray(numbers)[blank].tolist()
+            return kept + blanks
         present = [(_rank(v), i) for v, i in zip(values, numbers, strict=True) if not _blank(v)]
         # Stable, so ties stay in number order, also when reversed.
         present.sort(key=lambda p: p[0], reverse=descending)
@@ -568,17 +580,19 @@ class StudyView:
     def drawn(self) -> list[int]:
         """The trials whose curves a study page draws: at most :data:`CURVE_TRIALS`, those at
         the highest milestone first, then the newest (the page's own rule)."""
-        _, crossed, _ = self.core.progress_columns()
+        brackets, crossed, _ = self.core.progress_columns()
         n = len(crossed)
         if n <= CURVE_TRIALS:
             return list(range(n))
-        levels = [self._level(r) for r in self._resources(crossed)]
-        return sorted(range(n), key=lambda i: (-levels[i], -i))[:CURVE_TRIALS]
-
-    def _resources(self, crossed: list[int]) -> list[int]:
-        brackets, _, _ = self.core.progress_columns()
-        ms = self.bracket_milestones
-        return [ms[b][k - 1] if k else 0 for b, k in zip(brackets, crossed, strict=True)]
+        # By numpy over the columns: a sort of 100,000 trials in Python took 0.1 s.
+        width = max(len(ms) for ms in self.bracket_milestones)
+        levels = np.full((len(self.bracket_milestones), width + 1), -1)
+        for b, ms in enumerate(self.bracket_milestones):
+            levels[b, 1 : len(ms) + 1] = [self._level(m) for m in ms]
+        level = levels[np.asarray(brackets), np.asarray(crossed)]
+        numbers = np.arange(n)
+        order = np.lexsort((-numbers, -level))[:CURVE_TRIALS]
+        return [int(i) for i in order]
 
     def update(self, since: int) -> dict[str, Any]:
         """Everything a study page needs that changed after sequence number ``since`` (0: all).
