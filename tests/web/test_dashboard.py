@@ -326,8 +326,10 @@ async def test_mounted_under_a_prefix(tmp_path: Path) -> None:
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
             page = await c.get("/dash/studies/s")
             assert page.status_code == 200 and 'data-root="/dash"' in page.text
-            assert 'src="/dash/static/plotly.min.js"' in page.text
+            assert 'src="/dash/static/dashboard.js"' in page.text
             assert (await c.get("/dash/static/dashboard.js")).status_code == 200
+            # The page loads plotly.js itself, from data-root + "/static/plotly.min.js".
+            assert (await c.get("/dash/static/plotly.min.js")).status_code == 200
             assert (await c.get("/dash/api/studies/s")).json()["summary"]["trials"] == 3
     finally:
         await dashboard.aclose()

@@ -68,16 +68,25 @@ function axes(x, y, extra) {
   return Object.assign({}, LAYOUT, { xaxis: Object.assign({ title: { text: x } }, extra && extra.x), yaxis: Object.assign({ title: { text: y } }, extra && extra.y) }, extra && extra.layout);
 }
 
-async function loop(step) {
-  for (;;) {
+async function loop(step, charts) {
+  for (let turn = 0; ; turn++) {
     try {
       await step();
       live(true);
     } catch (e) {
       live(false, e.message);
     }
+    // plotly.js takes seconds to evaluate on a slow machine, and blocks the page meanwhile:
+    // it is loaded once the numbers and the table are shown; charts are drawn when it is there.
+    if (charts && turn === 0) loadPlotly();
     await new Promise((r) => setTimeout(r, POLL_MS));
   }
+}
+
+function loadPlotly() {
+  const s = document.createElement("script");
+  s.src = ROOT + "/static/plotly.min.js";
+  document.body.appendChild(s);
 }
 
 // ------------------------------------------------------------------ studies page
@@ -115,6 +124,7 @@ function studyPage() {
   const trRows = new Map(); // number -> <tr>, reused across updates
   let seq = 0;
   let last = null;
+  let charted = false;
   let columns = [];
   const sort = { key: "number", dir: 1 };
   const tbody = document.querySelector("#trials tbody");
@@ -223,7 +233,8 @@ function studyPage() {
     if (drawn.length > CURVE_LIMIT) {
       drawn = drawn.sort((a, b) => b.level - a.level || b.number - a.number).slice(0, CURVE_LIMIT);
     }
-    setText("curves-shown", drawn.length < trials.size ? `(${drawn.length} of ${trials.size} trials drawn: those that went furthest)` : "");
+    const total = u.summary.trials; // (the server sends the rows of the drawn trials only)
+    setText("curves-shown", drawn.length < total ? `(${drawn.length} of ${total} trials drawn: those that went furthest)` : "");
     for (const t of drawn) {
       let tr = levels.get(t.level);
       if (!tr) levels.set(t.level, (tr = { x: [], y: [], n: [] }));
@@ -310,15 +321,20 @@ function studyPage() {
     setText("best-value", u.summary.best);
     setText("best-trial", u.summary.best_trial);
     document.getElementById("best-label").textContent = `best value (${u.status.direction}, at the highest milestone)`;
-    if (!changed) return;
-    header(u.param_names);
-    options(fState, Object.keys(u.status.states));
-    options(fRung, [0, ...u.milestones]);
-    await loadTable();
-    const first = !document.getElementById("chart-best").data;
-    drawCharts(u);
-    if (first) ["chart-curves", "chart-timeline"].forEach(openTrialOnClick);
-  });
+    if (changed) {
+      header(u.param_names);
+      options(fState, Object.keys(u.status.states));
+      options(fRung, [0, ...u.milestones]);
+      await loadTable();
+    }
+    // plotly.js loads in parallel (it takes seconds to evaluate on a slow machine): the
+    // numbers and the table come first, the charts as soon as it is there.
+    if (typeof Plotly !== "undefined" && (changed || !charted)) {
+      drawCharts(u);
+      if (!charted) ["chart-curves", "chart-timeline"].forEach(openTrialOnClick);
+      charted = true;
+    }
+  }, true);
 }
 
 // ------------------------------------------------------------------ trial page
@@ -326,9 +342,10 @@ function trialPage() {
   const name = body.dataset.study;
   const number = body.dataset.trial;
   let seq = -1;
+  let charted = false;
   return loop(async () => {
     const t = await api("/api/studies/" + encodeURIComponent(name) + "/trials/" + number);
-    if (t.seq === seq) return;
+    if (t.seq === seq && (charted || typeof Plotly === "undefined")) return;
     seq = t.seq;
     for (const k of ["state", "bracket", "resource", "value", "step"]) setText(k, t[k]);
     setText("checkpoint", t.checkpoint_step === null ? "none" : t.checkpoint_step);
@@ -357,8 +374,10 @@ function trialPage() {
     if (t.marks.length) {
       traces.push({ x: t.marks.map((m) => m[1]), y: t.marks.map((m) => m[2]), text: t.marks.map((m) => m[0]), mode: "markers+text", textposition: "top center", name: "decisions", marker: { size: 9, color: "#111", symbol: "triangle-up" } });
     }
+    if (typeof Plotly === "undefined") return; // (drawn on a later poll, once it has loaded)
     Plotly.react("chart-curve", traces, axes("resource (steps, log scale)", "reported value", { x: { type: "log" }, layout: { shapes } }), CONFIG);
-  });
+    charted = true;
+  }, true);
 }
 
 ({ studies: studiesPage, study: studyPage, trial: trialPage })[body.dataset.page]();
