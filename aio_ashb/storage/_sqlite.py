@@ -163,6 +163,7 @@ class SQLiteStorage(Storage):
         self._broken: StorageError | None = None  # the file was removed: every write fails
         self._ids: dict[str, int] = {}  # study name -> id
         self._next_seq: dict[int, int] = {}  # study id -> next per-study seq in the file
+        self._snapshots_queued = False  # a snapshot entry is in _pending (see flush)
         self._pending: list[Entry] = []  # queued, not yet written, in append order
         self._seq = 0  # appended so far (this process)
         self._durable = 0  # committed so far
@@ -469,6 +470,7 @@ class SQLiteStorage(Storage):
         seq = self._next_seq.get(sid, 1) - 1  # the study's last event appended (or in the file)
         if seq >= 1 and sid not in self._fences.lost:
             self._pending.append(("s", (sid, seq, blob), 0))
+            self._snapshots_queued = True
 
     def drop_checkpoint(self, name: str, number: int) -> int:
         self._writable()
@@ -493,6 +495,7 @@ class SQLiteStorage(Storage):
                 continue
             self._committing = done = anyio.Event()
             batch: list[Entry] | None = None
+            snapshots: list[Entry] = []
             outcome = Outcome()
             last = self._seq
             try:
@@ -501,6 +504,10 @@ class SQLiteStorage(Storage):
                 await anyio.lowlevel.cancel_shielded_checkpoint()
                 batch, self._pending = self._pending, []
                 last = self._seq
+                if self._snapshots_queued:  # (a flag: the report path does not scan its batch)
+                    self._snapshots_queued = False
+                    snapshots = [e for e in batch if e[0] == "s"]
+                    batch = [e for e in batch if e[0] != "s"]
                 if batch:
                     await self._commit(batch, outcome)
             finally:
@@ -511,11 +518,23 @@ class SQLiteStorage(Storage):
                             self._lose(sid, holder, batch)
                     else:  # nothing of it was committed: keep it for the next attempt
                         self._pending[:0] = batch
+                        snapshots = []  # (a newer one will come)
                 self._committing = None
                 done.set()
+            if snapshots:
+                await self._write_snapshots(snapshots)
         error = None if seq is None else self._fences.error_for(seq)
         if error is not None:
             raise error
+
+    async def _write_snapshots(self, entries: list[Entry]) -> None:
+        """Snapshots (the latest of each study), in a transaction of their own, after the events
+        they reflect were committed: a snapshot is megabytes where events are bytes, and one
+        that does not fit (a full disk) must never hold the events back. One that cannot be
+        written is dropped: readers use the previous one, or the log."""
+        latest = {e[1][0]: e for e in entries}
+        with contextlib.suppress(StorageError):
+            await self._commit(list(latest.values()), Outcome())
 
     async def _commit(self, batch: list[Entry], outcome: Outcome) -> None:
         fences = self._fences.expected({e[1][0] for e in batch})

@@ -189,3 +189,30 @@ async def test_a_run_refused_by_another_runners_lease_writes_no_snapshot(tmp_pat
             await run(db, 20)
         await other.release_lease("s", "runner B")
     assert rows(db) == []
+
+
+@pytest.mark.asyncio
+async def test_a_snapshot_that_does_not_fit_never_holds_the_events_back(tmp_path: Path) -> None:
+    # A snapshot is megabytes where a report is bytes: on a file that cannot grow by much, the
+    # events are committed and the snapshot is dropped (readers use the older one and the log).
+    db = tmp_path / "s.db"
+    await run(db, 3000)
+    [(_, old_seq, _)] = rows(db)
+    storage = aa.SQLiteStorage(db)
+    study = await aa.load_study(name="s", storage=storage)
+    pages = await storage._call(lambda c: c.execute("PRAGMA page_count").fetchone()[0])
+    free = await storage._call(lambda c: c.execute("PRAGMA freelist_count").fetchone()[0])
+    # Room for a few reports, not for a second copy of a 3,000-trial snapshot.
+    await storage._call(lambda c: c.execute(f"PRAGMA max_page_count={pages + 4}"))
+    assert free < 30
+    async with study:
+        for _ in range(5):
+            job = await study.ask()
+            await study.tell(job, 0.5)
+    await storage.close()
+    with sqlite3.connect(db) as conn:
+        (top,) = conn.execute("SELECT max(seq) FROM events").fetchone()
+        (snap,) = conn.execute("SELECT seq FROM snapshots").fetchone()
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert snap == old_seq < top  # the events are there; the snapshot is the old one
+    await same_as_the_log(db)
