@@ -347,16 +347,18 @@ class Study:
     async def _leased(self) -> AsyncIterator[None]:
         """Hold the study's lease (and the state replayed under it); give it up at the end,
         even when cancelled while it was being taken, with a snapshot of what it wrote."""
-        held = False
+        recovered = False
         try:
             await self._storage.acquire_lease(self._name, self._holder, self._lease_ttl)
-            held = True
             await self._recover()
+            recovered = True
             yield
         finally:
             self._lease_taken = None  # released: ask() must take it (and replay) again
             with anyio.CancelScope(shield=True), contextlib.suppress(StorageError):
-                if held:  # (never write a study whose lease another runner holds)
+                # Only a core brought up to date under this lease is stored: never one of a
+                # study whose lease another runner holds, nor one that failed to read the log.
+                if recovered:
                     self._save_snapshot()
                     await self._storage.flush()
                 await self._storage.release_lease(self._name, self._holder)

@@ -531,10 +531,12 @@ class SQLiteStorage(Storage):
         """Snapshots (the latest of each study), in a transaction of their own, after the events
         they reflect were committed: a snapshot is megabytes where events are bytes, and one
         that does not fit (a full disk) must never hold the events back. One that cannot be
-        written is dropped: readers use the previous one, or the log."""
-        latest = {e[1][0]: e for e in entries}
-        with contextlib.suppress(StorageError):
-            await self._commit(list(latest.values()), Outcome())
+        written is dropped: readers use the previous one, or the log. Only studies whose lease
+        this storage holds get one, and the write is fenced as events are."""
+        latest = {e[1][0]: e for e in entries if e[1][0] in self._fences.held}
+        if latest:
+            with contextlib.suppress(StorageError):
+                await self._commit(list(latest.values()), Outcome())
 
     async def _commit(self, batch: list[Entry], outcome: Outcome) -> None:
         fences = self._fences.expected({e[1][0] for e in batch})

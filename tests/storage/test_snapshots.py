@@ -216,3 +216,26 @@ async def test_a_snapshot_that_does_not_fit_never_holds_the_events_back(tmp_path
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     assert snap == old_seq < top  # the events are there; the snapshot is the old one
     await same_as_the_log(db)
+
+
+@pytest.mark.asyncio
+async def test_a_run_that_cannot_read_the_log_writes_no_snapshot(tmp_path: Path) -> None:
+    # The study was opened, then the log changed under it into something it cannot read: its
+    # core is stale, and must not be stored as the state of the log's end.
+    db = tmp_path / "s.db"
+    await run(db, 10)
+    study = await aa.load_study(name="s", storage=f"sqlite:///{db}")
+    with sqlite3.connect(db) as conn:
+        conn.execute("DELETE FROM snapshots")
+        conn.execute(
+            "INSERT INTO events (study_id, seq, kind, number, step, value, time, data) "
+            "SELECT study_id, max(seq) + 1, 99, 0, 1, 0.5, 1.0, NULL FROM events"
+        )
+
+    async def objective(trial: aa.Trial) -> None:
+        await trial.report(0.5)
+
+    async with study:
+        with pytest.raises(aa.CorruptDatabaseError):
+            await study.run(objective, max_trials=20)
+    assert rows(db) == []
