@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 
 from aio_ashb._core import Core, Decision, Event, Job
-from aio_ashb._core._snapshot import load as load_snapshot
 from aio_ashb._exceptions import ReportError, StateError
 from aio_ashb.storage import Storage, StudyInfo
 
@@ -28,8 +27,10 @@ async def read_state(
     info, state, _, events = await storage.read_from_snapshot(name)
     core = make(info)
     if state is not None:
+        from aio_ashb._core._snapshot import load  # (here: imports stay out of cold start)
+
         try:
-            load_snapshot(core, state[1])
+            load(core, state[1])
             core.replay(events)
             return info, core, events
         except (StateError, ReportError):  # (SnapshotError is a StateError)

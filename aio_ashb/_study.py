@@ -43,7 +43,6 @@ from aio_ashb._core import (
     check_step,
     check_value,
 )
-from aio_ashb._core._snapshot import dump as dump_core
 from aio_ashb._exceptions import ConfigError, StateError, StorageError
 from aio_ashb._executors import Executor, LoopExecutor, ThreadExecutor
 from aio_ashb._journal import Journal, loop_clock, read_state
@@ -378,9 +377,11 @@ class Study:
         (``_core._snapshot``). It never fails the caller: without it, readers replay the log."""
         if not self._storage.keeps_snapshots or self._journal.last_seq == self._snapshot_seq:
             return
+        from aio_ashb._core._snapshot import dump  # (here: imports stay out of cold start)
+
         start = time.perf_counter()
         try:
-            blob = dump_core(self._core)
+            blob = dump(self._core)
         except Exception as exc:  # a bug here must not cost a run its results
             warnings.warn(
                 f"no snapshot of study {self._name!r} was written ({exc!r}); readers replay its log",
