@@ -16,6 +16,7 @@ import contextlib
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from enum import IntEnum
+from time import perf_counter
 from typing import Any
 
 import anyio
@@ -50,6 +51,12 @@ from aio_ashb._trial import Invocation, Phase, Trial, materialize
 # ms and their first steps ran in the next turn; that run's p99 loop lag with 0.5-2 s steps was
 # 19 ms with 128, 5 ms with 32.
 _FILL_BATCH = 32
+# And at most about this much time (seconds) of the scheduler's job decisions in one turn of the
+# loop, across all the fill() calls in it: a model-based sampler's proposal costs about 1-2 ms
+# with 1,000 trials in flight (TPESampler in bench/scale.py), and the trials that end in one
+# turn each started the next one in it (a p99 loop lag of 340 ms). Past the budget, the filler
+# task starts the rest in a later turn.
+_FILL_BUDGET = 0.004
 # A run whose first this-many trials fail the same way before any report stops with that error.
 _FAIL_FAST = 5
 
@@ -116,6 +123,14 @@ class Runner:
         self.dirty = False
         self.flusher_waits: asyncio.Future[None] | None = None
         self.more_to_fill = anyio.Event()  # fill() stopped at _FILL_BATCH with slots still free
+        self.fill_spent = 0.0  # seconds of next_job in this turn of the loop (_FILL_BUDGET)
+        # Only for a model-based sampler (random starts cost ~30 us: _FILL_BATCH bounds them, and
+        # deferring them cost the reuse of trial tasks, p99 lag 6 -> 8 ms in bench/scale.py), and
+        # only on a real clock: on a virtual one (simulate()) a budget of real seconds would
+        # make the order of starts within an instant depend on the machine's speed.
+        real = type(self.loop).time is asyncio.BaseEventLoop.time
+        learning = journal.core.history is not None  # (kept for learning samplers only)
+        self.fill_budget = _FILL_BUDGET if real and learning else math.inf
         self.fatal_error: BaseException | None = None
         self.deferred: BaseException | None = None  # raised once the run has drained
         self.failures = 0
@@ -176,18 +191,25 @@ class Runner:
         started = 0
         max_trials, concurrency = self.options.max_trials, self.options.concurrency
         while self.running < concurrency and self.state is RunState.RUNNING:
-            if started == _FILL_BATCH:
-                # Thousands of free slots at once (the start of a wide run): let the loop breathe
-                # between batches; the filler task continues as soon as the loop had a turn.
+            if started == _FILL_BATCH or (self.fill_spent > self.fill_budget and self.running):
+                # Thousands of free slots at once (the start of a wide run), or costly proposals:
+                # let the loop breathe; the filler task continues once the loop had a turn.
+                # (Never with no trial running: then the run would look idle.)
                 self.more_to_fill.set()
                 break
             started += 1
             can_start = max_trials is None or self.core.n_trials < max_trials
+            timed = self.fill_budget != math.inf
+            t0 = perf_counter() if timed else 0.0
             try:
                 job = self.journal.next_job(can_start=can_start, time=self.clock())
             except StorageError as exc:
                 self.fatal(exc)
                 return None
+            if timed:
+                if self.fill_spent == 0.0:
+                    self.loop.call_soon(self._new_turn)  # runs in the loop's next turn
+                self.fill_spent += perf_counter() - t0
             if job is None:
                 break
             if not self.durable:
@@ -590,11 +612,16 @@ class Runner:
                     self.fatal(exc)
                     return
 
+    def _new_turn(self) -> None:
+        self.fill_spent = 0.0
+
     async def _filler(self) -> None:
-        """Continue a fill() that stopped after _FILL_BATCH jobs, once the loop had a turn."""
+        """Continue a fill() that stopped (_FILL_BATCH jobs, or _FILL_BUDGET spent), once the
+        loop had a turn."""
         while True:
             await self.more_to_fill.wait()
             self.more_to_fill = anyio.Event()
+            self.fill_spent = 0.0
             self.fill()
 
     async def _flusher(self) -> None:
