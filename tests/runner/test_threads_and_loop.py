@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -264,3 +265,43 @@ def test_a_thread_whose_loop_stopped_gets_trial_stopped_and_leaves_no_coroutine_
         loop.close()
         gc.collect()
     assert not [w for w in caught if "never awaited" in str(w.message)]
+
+
+@pytest.mark.asyncio
+async def test_costly_proposals_are_spread_over_loop_turns(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A learning sampler's proposals may cost milliseconds each: the runner spends at most
+    # about _FILL_BUDGET of a loop turn on them. Here every job decision "takes" 1 ms (a fake
+    # clock), so a turn holds at most 5 of them, where 32 (_FILL_BATCH) would start at once.
+    from aio_ashb import _runner
+
+    fake = iter(x / 1000 for x in range(10**9))  # each read 1 ms later: a decision takes 1 ms
+    monkeypatch.setattr(_runner, "perf_counter", lambda: next(fake))
+    turn = 0
+    turns: list[int] = []
+
+    propose = aa.TPESampler.propose
+
+    def recording(self: aa.TPESampler, space: Any, rng: Any, history: Any) -> Any:
+        turns.append(turn)
+        return propose(self, space, rng, history)
+
+    monkeypatch.setattr(aa.TPESampler, "propose", recording)
+
+    async def ticker() -> None:
+        nonlocal turn
+        while True:
+            turn += 1
+            await asyncio.sleep(0)  # one turn of the loop
+
+    async def objective(trial: aa.Trial) -> None:
+        async for step in trial.steps():
+            await asyncio.sleep(0.01)
+            await trial.report(loss(trial.params, step))
+
+    study = await aa.create_study(space=SPACE, scheduler=aa.ASHA(1, 3, 3), sampler=aa.TPESampler(0))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ticker)
+        await study.run(objective, max_trials=200, concurrency=100)
+        tg.cancel_scope.cancel()
+    per_turn = [turns.count(t) for t in set(turns)]
+    assert len(turns) == 200 and max(per_turn) <= 5, sorted(per_turn)[-5:]
