@@ -37,7 +37,6 @@ if TYPE_CHECKING:
     from aio_ashb._core._machine import Core
 
 FORMAT = 1
-_STATES = {s.value: s for s in TrialState}
 
 
 class SnapshotError(StateError):
@@ -132,7 +131,7 @@ def dump(core: Core) -> bytes:
         }
         for i, level in enumerate(h.levels.values()):
             arrays[f"level{i}"] = np.stack([level.numbers.view, level.values.view, level.seqs.view])
-    # NaN and infinities in the header (a queued or failed value) use JSON's common extension:
+    # NaN and infinities in the header (in a parameter's value) use JSON's common extension:
     # Python reads them back, and only Python reads this.
     arrays["header"] = np.frombuffer(json.dumps(header, separators=(",", ":")).encode(), np.uint8)
     out = io.BytesIO()
