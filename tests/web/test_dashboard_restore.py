@@ -5,6 +5,7 @@ table is sorted, filtered and paged by the server."""
 from __future__ import annotations
 
 import math
+import random
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -180,3 +181,128 @@ async def test_the_table_endpoint_sorts_filters_pages_and_refuses_bad_values(tmp
             r = await c.get(f"/api/studies/s/table?{query}")
             assert r.status_code == 400, query
             assert r.json()["error"] == "bad_request" and word in r.json()["detail"], (query, r.json())
+
+
+def _schedule(jump: bool) -> tuple[Any, list[Any]]:
+    """A promotion-mode schedule, four trials at once; with ``jump`` every first report is at
+    step 3, past milestone 1 (a trial then pauses at 3 without a promotion)."""
+    from aio_ashb._core import ASHA, Core, Decision, Direction, Float, RandomSampler, Reported, SearchSpace
+
+    def make() -> Core:
+        return Core(SearchSpace({"x": Float(0.0, 1.0)}), ASHA(1, 9, 3), RandomSampler(3), Direction.MINIMIZE)
+
+    core, draw, t = make(), random.Random(1), 1000.0
+    events: list[Any] = []
+    running: dict[int, int] = {}
+    for _ in range(600):
+        t += 1.0
+        while len(running) < 4:
+            job = core.next_job(time=t)
+            assert job is not None
+            events.append(job)
+            running[job.number] = core.step_of(job.number) + 1
+        n = draw.choice(sorted(running))
+        step = 3 if jump and core.step_of(n) == 0 else running[n]
+        ev = Reported(n, step, draw.random(), t)
+        events.append(ev)
+        if core.apply(ev) is Decision.CONTINUE:
+            running[n] = step + 1
+        else:
+            del running[n]
+    return make, events
+
+
+def _restored(make: Any, events: list[Any], at: int) -> Any:
+    from aio_ashb._core._snapshot import dump, load
+    from aio_ashb.web.dashboard._view import StudyView
+
+    original, restored = make(), make()
+    original.replay(events[:at])
+    load(restored, dump(original))
+    view = StudyView.restored("s", {}, 1000.0, restored, at, events[at - 1].time)
+    histories: dict[int, list[Any]] = {}
+    for ev in events[:at]:
+        histories.setdefault(ev.number, []).append(ev)
+    window = {ev.number for ev in events[at - 40 : at]}
+    view.preload({n: histories[n] for n in view.missing(window)}, timeline=True)
+    rest = events[at:]
+    view.preload({n: histories.get(n, []) for n in view.missing({ev.number for ev in rest})})
+    view.fold(rest, len(events))
+    return view
+
+
+@pytest.mark.parametrize("jump", [False, True])
+def test_restored_rung_counts_and_timeline_match_the_folded_view(jump: bool) -> None:
+    from aio_ashb._core import TrialPromoted
+    from aio_ashb.web.dashboard._view import StudyView
+
+    make, events = _schedule(jump)
+    at = len(events) * 2 // 3
+    full = StudyView("s", {}, 1000.0, make())
+    full.fold(events, len(events))
+    view = _restored(make, events, at)
+    promoted = [(ev.number, ev.rung) for ev in events[:at] if isinstance(ev, TrialPromoted)]
+    reports = sum(1 for ev in events[:at] if type(ev).__name__ == "Reported")
+    view.set_reports_before(reports, [], promoted)  # what the background scan brings
+    assert view.rungs() == full.rungs()
+    # Stretches that overlap in time never share a slot, and the same trials run at the end.
+    segs = view.segments
+    for i, a in enumerate(segs):
+        for b in segs[i + 1 :]:
+            a_end, b_end = a.end if a.end is not None else math.inf, b.end if b.end is not None else math.inf
+            assert a.slot != b.slot or not (a.start < b_end and b.start < a_end), (a, b)
+    assert {s.number for s in segs if s.end is None} == {s.number for s in full.segments if s.end is None}
+
+
+def test_a_client_of_another_view_gets_everything() -> None:
+    # Segment ids are a view's own: after the dashboard reopened the study (from a newer
+    # snapshot), a page that passes the old view's sequence number must get a full answer.
+    make, events = _schedule(False)
+    old = _restored(make, events[:520], 400)
+    first = old.update(0)
+    new = _restored(make, events, 500)
+    assert not new.update(first["seq"])["full"]  # (without the view: ids would collide)
+    answer = new.update(first["seq"], first["view"])
+    assert answer["full"] and answer["view"] == new.instance != first["view"]
+    assert not new.update(answer["seq"], answer["view"])["full"]
+
+
+@pytest.mark.asyncio
+async def test_the_background_count_finds_studies_created_later_and_retries_after_a_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_app, "RESTORE_FROM", 0)
+    monkeypatch.setattr(_app, "SUMMARY_RETRY", 0.0)
+    db = tmp_path / "s.db"
+    await write(db, 30)
+
+    async def counted(c: Any, name: str) -> Any:
+        for _ in range(300):
+            summary = (await c.get(f"/api/studies/{name}")).json()["summary"]
+            if summary["reports"] is not None:
+                return summary["reports"]
+            await anyio.sleep(0.01)
+        return None
+
+    async with client(db) as c:
+        assert await counted(c, "s")  # the scanning connection opens now
+        study = await aa.create_study(
+            space=SPACE, scheduler=aa.ASHA(1, 9, 3), storage=f"sqlite:///{db}", name="later"
+        )
+        async with study:
+            for _ in range(4):
+                await study.tell(await study.ask(), 0.5)
+        assert await counted(c, "later") == 4  # a study the scanner had never seen
+    # One failed scan (a storage error) is tried again, not given up for good.
+    real = aa.SQLiteStorage.read_reports_summary
+    calls = []
+
+    async def flaky(self: aa.SQLiteStorage, *args: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise aa.StorageError("the disk is busy")
+        return await real(self, *args)
+
+    monkeypatch.setattr(aa.SQLiteStorage, "read_reports_summary", flaky)
+    async with client(db) as c:
+        assert await counted(c, "s") and len(calls) == 2

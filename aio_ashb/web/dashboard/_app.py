@@ -37,6 +37,7 @@ from aio_ashb import (
     SQLiteStorage,
     StorageError,
     StorageLocationError,
+    StudyNotFoundError,
 )
 from aio_ashb._core import Event, TrialState
 from aio_ashb._core._snapshot import SnapshotError
@@ -48,6 +49,9 @@ from aio_ashb.web.dashboard._view import TABLE_SORTS, StudyView
 
 T = TypeVar("T")
 STATIC = Path(__file__).parent / "static"
+_Summary = tuple[int, list[tuple[float, float]], list[tuple[int, int]]]  # see read_reports_summary
+#: A failed background scan (a storage error) is tried again after this many seconds.
+SUMMARY_RETRY = 5.0
 #: A study whose snapshot reflects at least this many events starts from it; a shorter log is
 #: folded whole (under half a second), which gives the whole timeline.
 RESTORE_FROM = 20_000
@@ -96,7 +100,8 @@ class Dashboard:
         self._locks: dict[str, anyio.Lock] = {}
         # A restored view's report count and best-so-far line before its snapshot: one query
         # each, run in the background (seconds for a million events) and taken in when done.
-        self._summaries: dict[str, asyncio.Task[tuple[int, list[tuple[float, float]]]]] = {}
+        self._summaries: dict[str, asyncio.Task[_Summary]] = {}
+        self._summary_failed: dict[str, float] = {}  # study -> when its last scan failed (loop time)
         self._plotly = plotly_js()  # fails now, with the install hint, not on the first page
         self.app = self._create_app()
 
@@ -161,14 +166,15 @@ class Dashboard:
                                 f"study {name!r} in {self.path}: its log cannot be replayed ({exc})"
                             ) from exc
                         raise
-                self._take_summary(name, view)
+                await self._take_summary(name, view)
                 missing = view.missing(trials)
                 if missing:
                     histories = await storage.read_trial_events(name, missing, view.restored_seq)
                     await anyio.to_thread.run_sync(view.preload, histories)
-            except Exception:
+            except Exception as exc:
                 self._forget(name)
-                self._locks.pop(name, None)  # unknown names must not pile up locks
+                if isinstance(exc, StudyNotFoundError) and not lock.statistics().tasks_waiting:
+                    self._locks.pop(name, None)  # unknown names must not pile up locks
                 raise
             self._views[name] = view
             # Off the loop too: a large study's first page is seconds of JSON building, and the
@@ -197,14 +203,13 @@ class Dashboard:
                 drawn = await anyio.to_thread.run_sync(view.drawn)
                 histories = await storage.read_trial_events(name, view.missing(drawn), seq)
                 await anyio.to_thread.run_sync(view.preload, histories)
-                maximize = core.direction.value == "maximize"
-                self._summaries[name] = asyncio.create_task(self._summary(name, seq, maximize))
+                self._summary_failed.pop(name, None)  # (the scan starts with the next read)
                 return view, last, events
         elif state is not None:  # a short log with a snapshot: read whole
             info, last, events = await storage.read_events_after(name, 0)
         return StudyView(name, info.config, info.created, core), last, events
 
-    async def _summary(self, name: str, seq: int, maximize: bool) -> tuple[int, list[tuple[float, float]]]:
+    async def _summary(self, name: str, seq: int, maximize: bool) -> _Summary:
         """The reports before a snapshot: on a second connection, so that requests do not wait
         behind a scan of the log."""
         async with self._opening:
@@ -215,15 +220,25 @@ class Dashboard:
             scanner = self._scanner
         return await scanner.read_reports_summary(name, seq, maximize)
 
-    def _take_summary(self, name: str, view: StudyView) -> None:
+    async def _take_summary(self, name: str, view: StudyView) -> None:
+        """Take in the background scan's answer when it is there; start it again some seconds
+        after it failed (a storage error), as long as the view waits for it."""
         task = self._summaries.get(name)
-        if task is None or not task.done():
+        if task is None:
+            failed = self._summary_failed.get(name)
+            if view.reports_known or (failed is not None and anyio.current_time() - failed < SUMMARY_RETRY):
+                return
+            maximize = view.core.direction.value == "maximize"
+            self._summaries[name] = asyncio.create_task(self._summary(name, view.restored_seq, maximize))
+            return
+        if not task.done():
             return
         del self._summaries[name]
         if not task.cancelled() and task.exception() is None:
-            view.set_reports_before(*task.result())
-        else:  # (a storage error: the next request opens the view again, and asks again)
-            self._views.pop(name, None)
+            self._summary_failed.pop(name, None)
+            await anyio.to_thread.run_sync(lambda: view.set_reports_before(*task.result()))
+        else:
+            self._summary_failed[name] = anyio.current_time()
 
     def _forget(self, name: str) -> None:
         self._views.pop(name, None)
@@ -270,7 +285,12 @@ class Dashboard:
             if not text.isdigit() or len(text) > 18:
                 raise RequestError(400, "bad_request", f"since must be an integer >= 0, got {text!r}")
             since = int(text)
-            return await self.read(request.path_params["name"], lambda v: v.update(since))
+            view = request.query_params.get("view")
+            if view is not None and not (len(view) <= 32 and view.isalnum()):
+                raise RequestError(
+                    400, "bad_request", f"view must be the view of an earlier answer, got {view!r}"
+                )
+            return await self.read(request.path_params["name"], lambda v: v.update(since, view))
 
         async def table(request: Request) -> Any:
             q = request.query_params

@@ -23,6 +23,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import math
+import secrets
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -220,6 +221,7 @@ class StudyView:
         self.best_times: list[float] = []
         self.best_values: list[float] = []
         self._promoted: dict[tuple[int, int], int] = {}  # (bracket, milestone promoted from) -> count
+        self._promoted_before: dict[tuple[int, int], int] = {}  # the same, before a restored view's snapshot
         self._stopped: dict[tuple[int, int], int] = {}  # (bracket, highest milestone) -> count
         self.segments: list[Segment] = []
         self._open: dict[int, int] = {}  # trial number -> index of its running segment
@@ -238,6 +240,7 @@ class StudyView:
         self.restored_seq = 0
         self.reports_known = True  # False while a restored view waits for set_reports_before
         self._order: tuple[Any, list[int]] | None = None  # the table's last sort (see table)
+        self.instance = secrets.token_hex(6)  # names this view to clients (see update)
         self._texts: list[str] = []  # each trial's params as searchable text
         self._columns: tuple[int, list[tuple[Any, ...]]] | None = None  # Core.table, at a seq
 
@@ -260,9 +263,13 @@ class StudyView:
         for (b, k), count in Counter((brackets[n], crossed[n]) for n in stopped).items():
             view._stopped[(b, ms[b][k - 1] if k else 0)] = count
         if core.scheduler.mode == "promotion":
+            # An estimate until the log's promotions arrive (set_reports_before): a trial granted
+            # rung g was promoted from each of its first g milestones, unless a report jumped
+            # past some of them (then it paused above them without a promotion).
             for (b, g), count in Counter(zip(brackets, granted, strict=True)).items():
                 for j in range(g):
-                    view._promoted[(b, ms[b][j])] = view._promoted.get((b, ms[b][j]), 0) + count
+                    key = (b, ms[b][j])
+                    view._promoted_before[key] = view._promoted_before.get(key, 0) + count
         view.last_time = max(last_time, created)
         return view
 
@@ -275,7 +282,7 @@ class StudyView:
         ``restored_seq`` (:func:`trial_history`). With ``timeline``, their running stretches
         join the timeline (the window a restored view shows of the time before its snapshot)."""
         promotion = self.core.scheduler.mode == "promotion"
-        stretches: list[tuple[float, int, float | None]] = []
+        stretches: list[tuple[float, int, float | None]] = []  # (start, trial, end)
         for number, events in histories.items():
             if number in self._curves or number >= self.restored_trials:
                 continue
@@ -288,16 +295,36 @@ class StudyView:
             self._rows.pop(number, None)  # a row built before had no curve
             if timeline:
                 stretches += [(start, number, end) for start, end in runs]
+        # A sweep in time, as folding the log meets them: before a stretch starts, every one
+        # that ended by then gives its slot back, so stretches that overlap never share a slot
+        # (and one that starts and ends at the same instant still opens before it closes).
+        ends: list[tuple[float, int]] = []
         for start, number, end in sorted(stretches, key=lambda r: (r[0], r[1])):
+            while ends and ends[0][0] <= start:
+                when, ended = heapq.heappop(ends)
+                self._stop(ended, when, self.restored_seq)
             self._start(number, start, self.restored_seq)
             if end is not None:
-                self._stop(number, end, self.restored_seq)
+                heapq.heappush(ends, (end, number))
+        while ends:
+            when, ended = heapq.heappop(ends)
+            self._stop(ended, when, self.restored_seq)
 
-    def set_reports_before(self, count: int, best: list[tuple[float, float]]) -> None:
-        """The number of reports up to ``restored_seq``, and (time, value) of every report there
-        that improved on the best before it: with them the count and the best-so-far line are
-        exact. The improvements folded in since the snapshot were found against an empty past:
-        those that do not beat the earlier best drop out."""
+    def set_reports_before(
+        self, count: int, best: list[tuple[float, float]], promoted: list[tuple[int, int]]
+    ) -> None:
+        """The number of reports up to ``restored_seq``, (time, value) of every report there
+        that improved on the best before it, and (trial, rung) of every promotion there: with
+        them the count, the best-so-far line and the promotion counts are exact. The
+        improvements folded in since the snapshot were found against an empty past: those that
+        do not beat the earlier best drop out."""
+        brackets = self.core.progress_columns()[0]
+        exact: dict[tuple[int, int], int] = {}
+        for number, rung in promoted:
+            b = brackets[number]
+            key = (b, self.bracket_milestones[b][rung - 1])
+            exact[key] = exact.get(key, 0) + 1
+        self._promoted_before = exact
         self.reports += count
         sign = self._sign
         running = sign * best[-1][1] if best else math.inf
@@ -449,7 +476,8 @@ class StudyView:
                 "bracket": r.bracket,
                 "milestone": r.milestone,
                 "reached": r.results,
-                "promoted": self._promoted.get((r.bracket, r.milestone), 0),
+                "promoted": self._promoted.get((r.bracket, r.milestone), 0)
+                + self._promoted_before.get((r.bracket, r.milestone), 0),
                 "paused": r.waiting,
                 "stopped": self._stopped.get((r.bracket, r.milestone), 0),
             }
@@ -594,12 +622,16 @@ class StudyView:
         order = np.lexsort((-numbers, -level))[:CURVE_TRIALS]
         return [int(i) for i in order]
 
-    def update(self, since: int) -> dict[str, Any]:
+    def update(self, since: int, view: str | None = None) -> dict[str, Any]:
         """Everything a study page needs that changed after sequence number ``since`` (0: all).
-        Small parts (status, rungs, best so far) are always sent whole."""
-        if since > self.seq or since < self.restored_seq:
-            # A client of an older file (replaced, or study recreated), or of a time before the
-            # snapshot this view started from (which it knows no changes of): everything.
+        Small parts (status, rungs, best so far) are always sent whole. ``view`` is the
+        ``view`` of the answer ``since`` came from: segment ids are this view's own, so a
+        client of another one (the dashboard restarted, or reopened the study from a newer
+        snapshot) gets everything."""
+        if since > self.seq or since < self.restored_seq or (view is not None and view != self.instance):
+            # A client of an older file (replaced, or study recreated), of a time before the
+            # snapshot this view started from (which it knows no changes of), or of another
+            # view: everything.
             since = 0
         segs = self._segs.since(since)
         best_t, best_v = list(self.best_times), list(self.best_values)
@@ -610,6 +642,7 @@ class StudyView:
         return {
             "name": self.name,
             "seq": self.seq,
+            "view": self.instance,
             "full": since == 0,
             "summary": self.summary(),
             "status": json_safe(self.status().to_dict()),

@@ -123,6 +123,7 @@ function studyPage() {
   const segments = new Map(); // id -> [id, number, slot, start, end]
   const trRows = new Map(); // number -> <tr>, reused across updates
   let seq = 0;
+  let viewId = null;
   let last = null;
   let charted = false;
   let columns = [];
@@ -305,7 +306,8 @@ function studyPage() {
   }
 
   return loop(async () => {
-    const u = await api("/api/studies/" + encodeURIComponent(name) + "?since=" + seq);
+    const u = await api("/api/studies/" + encodeURIComponent(name) + "?since=" + seq + (viewId ? "&view=" + viewId : ""));
+    viewId = u.view; // segment ids are that view's: another one answers in full
     if (u.full) {
       trials.clear();
       segments.clear();
