@@ -110,6 +110,7 @@ class Study:
         self._runner: Runner | None = None
         # Open ask() jobs: trial -> the step recorded before the job (tell() skips up to it).
         self._asked: dict[int, int] = {}
+        self._lost_jobs: set[int] = set()  # asked before the lease ran out (see _hold_lease)
         self._retried: dict[int, int] = {}  # trial -> worker losses retried, across runs
         # The last snapshot of the core this study stored (see _save_snapshot): the journal's
         # sequence number then (-1: none yet, so the first run stores one even if it appends
@@ -137,7 +138,8 @@ class Study:
         self._closed = True
         try:
             if self._lease_taken is not None:  # ask/tell: it wrote under this lease
-                self._save_snapshot()
+                if asyncio.get_running_loop().time() - self._lease_taken < self._lease_ttl:
+                    self._save_snapshot()  # (not once the lease ran out: the core may be stale)
                 await self._storage.flush()
                 await self._storage.release_lease(self._name, self._holder)
                 self._lease_taken = None
@@ -424,6 +426,7 @@ class Study:
             return None
         checkpoint: Any = None
         step = 0
+        writing = False
         try:
             if isinstance(job, TrialCreated):
                 # A new trial has no step yet; its params and bracket are the event's (copied,
@@ -437,15 +440,18 @@ class Study:
                 params, bracket, recorded = frozen.params, frozen.bracket, frozen.step
             self._asked[job.number] = recorded
             if self._unsettled():
+                writing = True
                 await self._journal.flush()
-        except BaseException:
+        except BaseException as exc:
             # The job is decided (in the core, and queued for the log) but its caller will never
-            # get it (a storage error, a cancellation): give it back at once, so that the next
-            # ask resumes it instead of it staying RUNNING with nobody working on it. A storage
-            # that failed keeps both events queued for its next commit.
-            self._asked.pop(job.number, None)
-            if self._core.state_of(job.number) is TrialState.RUNNING:
-                self._journal.commit(TrialInterrupted(job.number, loop_clock()()))
+            # get it: after a cancellation or a failed write, give it back at once, so that the
+            # next ask resumes it instead of it staying RUNNING with nobody working on it (a
+            # storage that failed keeps both events queued for its next commit). Not after a
+            # checkpoint that cannot be loaded: resumed first, it would fail every later ask.
+            if writing or not isinstance(exc, Exception):
+                self._asked.pop(job.number, None)
+                if self._core.state_of(job.number) is TrialState.RUNNING:
+                    self._journal.commit(TrialInterrupted(job.number, loop_clock()()))
             raise
         return AskedJob(
             number=job.number,
@@ -465,10 +471,10 @@ class Study:
         a later ``ask`` may promote it), STOP or COMPLETE. ``checkpoint`` is stored with it.
         """
         self._check_usable()
-        if job.number not in self._asked:
-            raise StateError(f"trial {job.number} is not an open job of this study")
-        if self._lease_due():
+        if self._lease_due():  # first: a lease that ran out loses the jobs handed out under it
             await self._hold_lease()
+        if job.number not in self._asked:
+            raise StateError(self._not_open(job.number))
         at = job.target if step is None else check_step(step)
         if at <= self._asked[job.number]:
             # Retraining without a checkpoint: this step is recorded already (as in run()).
@@ -497,8 +503,10 @@ class Study:
     async def fail(self, job: AskedJob, error: BaseException | str) -> None:
         """Record that ``job`` failed; ``error`` (an exception or a message) is stored."""
         self._check_usable()
+        if self._lease_due():  # as in tell()
+            await self._hold_lease()
         if job.number not in self._asked:
-            raise StateError(f"trial {job.number} is not an open job of this study")
+            raise StateError(self._not_open(job.number))
         text = "".join(traceback.format_exception(error)) if isinstance(error, BaseException) else str(error)
         self._journal.commit(TrialEnded(job.number, TrialState.FAILED, text, loop_clock()()))
         del self._asked[job.number]
@@ -510,12 +518,20 @@ class Study:
         checkpoint, and the next :meth:`ask` (or ``run()``) resumes that same trial first.
         Reports already told for it stay recorded."""
         self._check_usable()
+        await self._hold_lease()  # (first, as in tell())
         if job.number not in self._asked:
-            raise StateError(f"trial {job.number} is not an open job of this study")
-        await self._hold_lease()
+            raise StateError(self._not_open(job.number))
         self._journal.commit(TrialInterrupted(job.number, loop_clock()()))
         del self._asked[job.number]
         await self._settle()
+
+    def _not_open(self, number: int) -> str:
+        if number in self._lost_jobs:
+            return (
+                f"trial {number}'s job was lost: this study's lease (lease_ttl={self._lease_ttl:g} s) ran "
+                "out before it was told, so the trial was handed back; ask() again"
+            )
+        return f"trial {number} is not an open job of this study"
 
     def _lease_due(self) -> bool:
         """ask/tell: whether :meth:`_hold_lease` has anything to do (the lease is not held, or a
@@ -527,6 +543,13 @@ class Study:
         """ask/tell: take the study's lease, and renew it once a third of its time has passed."""
         # The loop's clock (what anyio.current_time() reads on asyncio, minus its backend lookup).
         now = asyncio.get_running_loop().time()
+        if self._lease_taken is not None and now - self._lease_taken >= self._lease_ttl:
+            # The lease ran out: another runner may have taken the study, written to it and let
+            # it go meanwhile. What this study holds may be stale, so it is read again from the
+            # log, and the jobs it handed out are lost (the log's RUNNING trials are handed back).
+            self._lease_taken = None
+            self._lost_jobs = set(self._asked)
+            self._asked.clear()
         if self._lease_taken is None or now - self._lease_taken > self._lease_ttl / 3:
             await self._storage.acquire_lease(self._name, self._holder, self._lease_ttl)
             if self._lease_taken is None:

@@ -703,17 +703,19 @@ class SQLiteStorage(Storage):
 
     async def read_reports_summary(
         self, name: str, upto: int, maximize: bool
-    ) -> tuple[int, list[tuple[float, float]]]:
-        """Up to sequence number ``upto``: how many reports, and (time, value) of every report
-        that improved on all finite values reported before it. SQLite computes both (a window
-        function over the reports, a scan of the log, seconds for millions of events) on the
+    ) -> tuple[int, list[tuple[float, float]], list[tuple[int, int]]]:
+        """Up to sequence number ``upto``: how many reports; (time, value) of every report that
+        improved on all finite values reported before it; and (trial, rung) of every promotion.
+        SQLite computes them (scans of the log, seconds for millions of events) on the
         connection's thread, which does not hold the GIL while it does: the event loop is not
-        slowed. Read-only."""
+        slowed. The study is looked up afresh (this may be a second connection, opened before
+        the study was created). Read-only."""
+        await self._refresh_ids()
         sid = self._id(name)
         agg, better = ("max", ">") if maximize else ("min", "<")
         finite = "value BETWEEN -1.7976931348623157e308 AND 1.7976931348623157e308"  # no NaN, no inf
 
-        def read(db: sqlite3.Connection) -> tuple[int, list[Any]]:
+        def read(db: sqlite3.Connection) -> tuple[int, list[Any], list[Any]]:
             count = db.execute(
                 "SELECT count(*) FROM events WHERE study_id = ? AND kind = ? AND seq <= ?",
                 (sid, REPORTED, upto),
@@ -724,10 +726,14 @@ class SQLiteStorage(Storage):
                 f"AND seq <= ? AND {finite}) WHERE before IS NULL OR value {better} before",
                 (sid, REPORTED, upto),
             ).fetchall()
-            return count, rows
+            promoted = db.execute(
+                "SELECT number, step FROM events WHERE study_id = ? AND kind = ? AND seq <= ?",
+                (sid, PROMOTED, upto),
+            ).fetchall()
+            return count, rows, promoted
 
-        count, rows = await self._call(partial(snapshot, body=read))
-        return count, [(float(t), float(v)) for t, v in rows]
+        count, rows, promoted = await self._call(partial(snapshot, body=read))
+        return count, [(float(t), float(v)) for t, v in rows], [(int(n), int(r)) for n, r in promoted]
 
     async def read_values(self, name: str, number: int) -> dict[int, float]:
         sid = self._id(name)

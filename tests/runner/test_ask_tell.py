@@ -191,3 +191,39 @@ async def test_an_ask_whose_write_fails_hands_its_trial_back(
     reopened = await aa.load_study(name=study.name, storage=f"sqlite:///{tmp_path / 's.db'}")
     async with reopened:  # every event was written once the storage worked again
         assert reopened.n_trials == 2 and reopened.states[aa.TrialState.RUNNING] == 0
+
+
+@pytest.mark.asyncio
+async def test_a_lease_that_ran_out_loses_its_jobs_and_the_log_is_read_again(tmp_path: Path) -> None:
+    # A's worker trains longer than the lease: B takes the study over, writes, and lets it go.
+    # A must not go on from what it held (its next trial number would collide with B's, and its
+    # snapshot would hide B's trials): its job is lost, and it reads the log again.
+    import asyncio
+
+    from aio_ashb._factory import core_from_config
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    a = await aa.create_study(space=SPACE, scheduler=aa.ASHA(1, 9, 3), storage=url, name="s", lease_ttl=0.2)
+    lost = await a.ask()
+    await asyncio.sleep(0.4)
+    b = await aa.load_study(name="s", storage=url, lease_ttl=0.2)
+    resumed = await b.ask()  # A's trial, interrupted and handed to B
+    started = await b.ask()
+    await b.tell(started, 0.5, step=1)
+    await b.close()
+    with pytest.raises(aa.StateError, match=r"lease .* ran out before it was told"):
+        await a.tell(lost, 0.1, step=1)
+    again = await a.ask()
+    assert again.number == resumed.number == lost.number  # B left it RUNNING: handed back again
+    fresh = await a.ask()
+    assert fresh.number == 2  # after B's trial 1, not a second trial 1
+    await a.tell(again, 0.2, step=1)
+    await a.tell(fresh, 0.3, step=1)
+    await a.close()
+    async with aa.SQLiteStorage(tmp_path / "s.db", readonly=True) as storage:
+        info, events = await storage.read_study("s")
+    replayed = core_from_config("s", storage, info.config)
+    replayed.replay(events)  # the log is consistent
+    reopened = await aa.load_study(name="s", storage=url)  # (from the snapshot A stored)
+    async with reopened:
+        assert repr(reopened.trials) == repr(replayed.trials())
