@@ -5,7 +5,7 @@ they read."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -144,16 +144,35 @@ def curves_from_events(events: Iterable[Event]) -> dict[int, TrialCurve]:
 def trial_row(t: FrozenTrial, param_names: Sequence[str]) -> dict[str, Any]:
     """One trial as a flat row (table, CSV, JSON): its best-known value is the one at its highest
     milestone, the value the scheduler ranks it by."""
+    value = t.rung_values.get(t.resource) if t.resource else None
+    return row_of(
+        t.number, t.state, t.bracket, t.step, t.value, t.resource, value, t.params, t.error, param_names
+    )
+
+
+def row_of(
+    number: int,
+    state: TrialState,
+    bracket: int,
+    step: int,
+    last_value: float | None,
+    resource: int,
+    value: float | None,
+    params: Mapping[str, Any],
+    error: str | None,
+    param_names: Sequence[str],
+) -> dict[str, Any]:
+    """:func:`trial_row` from its parts (``Core.table`` gives them for many trials at once)."""
     row: dict[str, Any] = {
-        "number": t.number,
-        "state": t.state.value,
-        "bracket": t.bracket,
-        "resource": t.resource,
-        "value": t.rung_values.get(t.resource) if t.resource else None,
-        "step": t.step,
-        "last_value": t.value,
+        "number": number,
+        "state": state.value,
+        "bracket": bracket,
+        "resource": resource,
+        "value": value,
+        "step": step,
+        "last_value": last_value,
     }
     for p in param_names:
-        row[f"params.{p}"] = t.params.get(p)
-    row["error"] = t.error.strip().splitlines()[-1] if t.error else None
+        row[f"params.{p}"] = params.get(p)
+    row["error"] = error.strip().splitlines()[-1] if error else None
     return row

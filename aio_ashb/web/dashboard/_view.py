@@ -45,7 +45,7 @@ from aio_ashb._core import (
     TrialResumed,
     TrialState,
 )
-from aio_ashb._report import StudyStatus, json_safe, status_of
+from aio_ashb._report import StudyStatus, json_safe, row_of, status_of
 
 #: At most this many points of one curve are sent for the study's chart (a trial's own page
 #: gets :data:`TRIAL_POINTS`): the milestones' points are always kept.
@@ -120,11 +120,6 @@ def _rank(v: Any) -> tuple[int, Any]:
     if isinstance(v, (int, float)) and not isinstance(v, bool):
         return (0, v)
     return (1, str(v))
-
-
-def _safe(v: float | None) -> float | str | None:
-    """A table's value: JSON has no NaN or infinity, so those are written as text ("nan")."""
-    return v if v is None or math.isfinite(v) else str(v)
 
 
 def finite(v: float) -> float | None:
@@ -513,18 +508,9 @@ class StudyView:
             build, self.core.table([numbers[i] for i in build]), strict=True
         ):
             n = numbers[i]
-            row: dict[str, Any] = {
-                "number": n,
-                "state": state.value,
-                "bracket": bracket,
-                "resource": resource,
-                "value": _safe(at_resource),
-                "step": step,
-                "last_value": _safe(value),
-            }
-            for p in names:
-                row[f"params.{p}"] = json_safe(params.get(p))
-            row["error"] = error.strip().splitlines()[-1] if error else None
+            row = json_safe(
+                row_of(n, state, bracket, step, value, resource, at_resource, params, error, names)
+            )
             row["level"] = self._level(resource)
             if drawn is not None and n not in drawn:
                 row["curve"], row["marks"] = [[], []], []
