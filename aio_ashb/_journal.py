@@ -9,7 +9,9 @@ disagree on what happened.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
+import warnings
 from collections.abc import Callable
 
 from aio_ashb._core import Core, Decision, Event, Job
@@ -53,17 +55,30 @@ def loop_clock() -> Callable[[], float]:
     return lambda: origin + loop.time()
 
 
+# A snapshot during a run (at a lease renewal, every 10 s by default) once this many events were
+# appended since the last, and no more often than every _SNAPSHOT_SHARE times the last one's
+# cost: dumping 100,000 trials takes about 0.2 s of the loop, so at most ~2 % of its time.
+_SNAPSHOT_EVENTS = 1000
+_SNAPSHOT_SHARE = 50
+
+
 class Journal:
     """The core and the log of one study. ``last_seq`` is the sequence number of the last event
     this journal appended (what a durable writer waits for)."""
 
-    __slots__ = ("core", "storage", "name", "last_seq")
+    __slots__ = ("core", "storage", "name", "last_seq", "_snapshot_seq", "_snapshot_at", "_snapshot_cost")
 
     def __init__(self, core: Core, storage: Storage, name: str) -> None:
         self.core = core
         self.storage = storage
         self.name = name
         self.last_seq = 0
+        # The last snapshot of the core stored (see snapshot): last_seq then (-1: none yet, so
+        # the first one is stored even if nothing was appended: a file written before snapshots
+        # existed gets one), when, and how long dumping it took.
+        self._snapshot_seq = -1
+        self._snapshot_at = -math.inf
+        self._snapshot_cost = 0.0
 
     def commit(self, event: Event) -> Decision | None:
         """Apply ``event`` to the core, then append it; returns the core's decision (reports)."""
@@ -88,6 +103,37 @@ class Journal:
         events). Ending it with a ``TrialEnded`` event does this already."""
         if self.core.has_checkpoint(number):
             self.storage.drop_checkpoint(self.name, number)
+
+    def snapshot_due(self) -> bool:
+        """During a run: whether enough was appended since the last snapshot, and long enough
+        ago for its cost (see _SNAPSHOT_EVENTS)."""
+        return self.last_seq - self._snapshot_seq >= _SNAPSHOT_EVENTS and (
+            time.perf_counter() - self._snapshot_at >= _SNAPSHOT_SHARE * self._snapshot_cost
+        )
+
+    def snapshot(self) -> None:
+        """Queue a snapshot of the core, written with the next flush after the events it
+        reflects: readers of the file (CLI, dashboard) start there instead of at event 1
+        (``_core._snapshot``). Call it only with the core up to date under the study's lease. It
+        never fails the caller: without it, readers replay the log."""
+        if not self.storage.keeps_snapshots or self.last_seq == self._snapshot_seq:
+            return
+        from aio_ashb._core._snapshot import dump  # (here: imports stay out of cold start)
+
+        start = time.perf_counter()
+        try:
+            blob = dump(self.core)
+        except Exception as exc:  # a bug here must not cost a run its results
+            warnings.warn(
+                f"no snapshot of study {self.name!r} was written ({exc!r}); readers replay its log",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return
+        self.storage.save_snapshot(self.name, blob)
+        self._snapshot_seq = self.last_seq
+        self._snapshot_at = time.perf_counter()
+        self._snapshot_cost = self._snapshot_at - start
 
     def unflushed(self) -> bool:
         """Whether an event this journal appended is not durable yet (cheap: checked on every

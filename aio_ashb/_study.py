@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import os
 import socket
-import time
 import traceback
 import uuid
-import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -112,12 +109,6 @@ class Study:
         self._asked: dict[int, int] = {}
         self._lost_jobs: set[int] = set()  # asked before the lease ran out (see _hold_lease)
         self._retried: dict[int, int] = {}  # trial -> worker losses retried, across runs
-        # The last snapshot of the core this study stored (see _save_snapshot): the journal's
-        # sequence number then (-1: none yet, so the first run stores one even if it appends
-        # nothing: a file written before snapshots existed gets one), when, and its cost.
-        self._snapshot_seq = -1
-        self._snapshot_at = -math.inf
-        self._snapshot_cost = 0.0
         self._closed = False
 
     def __repr__(self) -> str:
@@ -139,7 +130,7 @@ class Study:
         try:
             if self._lease_taken is not None:  # ask/tell: it wrote under this lease
                 if asyncio.get_running_loop().time() - self._lease_taken < self._lease_ttl:
-                    self._save_snapshot()  # (not once the lease ran out: the core may be stale)
+                    self._journal.snapshot()  # (not once the lease ran out: the core may be stale)
                 await self._storage.flush()
                 await self._storage.release_lease(self._name, self._holder)
                 self._lease_taken = None
@@ -360,41 +351,16 @@ class Study:
                 # Only a core brought up to date under this lease is stored: never one of a
                 # study whose lease another runner holds, nor one that failed to read the log.
                 if recovered:
-                    self._save_snapshot()
+                    self._journal.snapshot()
                     await self._storage.flush()
                 await self._storage.release_lease(self._name, self._holder)
 
     async def _renew_lease(self) -> None:
         """run()'s lease keeper (every third of the lease's time): a snapshot when one is due,
         then the renewal."""
-        if self._journal.last_seq - self._snapshot_seq >= _SNAPSHOT_EVENTS and (
-            time.perf_counter() - self._snapshot_at >= _SNAPSHOT_SHARE * self._snapshot_cost
-        ):
-            self._save_snapshot()
+        if self._journal.snapshot_due():
+            self._journal.snapshot()
         await self._storage.renew_lease(self._name, self._holder, self._lease_ttl)
-
-    def _save_snapshot(self) -> None:
-        """Queue a snapshot of the core, written with the next flush after the events it
-        reflects: readers of the file (CLI, dashboard) start there instead of at event 1
-        (``_core._snapshot``). It never fails the caller: without it, readers replay the log."""
-        if not self._storage.keeps_snapshots or self._journal.last_seq == self._snapshot_seq:
-            return
-        from aio_ashb._core._snapshot import dump  # (here: imports stay out of cold start)
-
-        start = time.perf_counter()
-        try:
-            blob = dump(self._core)
-        except Exception as exc:  # a bug here must not cost a run its results
-            warnings.warn(
-                f"no snapshot of study {self._name!r} was written ({exc!r}); readers replay its log",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-            return
-        self._storage.save_snapshot(self._name, blob)
-        self._snapshot_seq = self._journal.last_seq
-        self._snapshot_at = time.perf_counter()
-        self._snapshot_cost = self._snapshot_at - start
 
     # ------------------------------------------------------------------ ask / tell
     @overload
@@ -583,13 +549,6 @@ class Study:
         """Outside run(): in durable mode, return once this study's writes are committed."""
         if self._unsettled():
             await self._journal.flush()
-
-
-# A snapshot during a run (at a lease renewal, every 10 s by default) once this many events were
-# appended since the last, and no more often than every _SNAPSHOT_SHARE times the last one's
-# cost: dumping 100,000 trials takes about 0.15 s of the loop, so at most ~2 % of its time.
-_SNAPSHOT_EVENTS = 1000
-_SNAPSHOT_SHARE = 50
 
 
 def _executor_for(kind: ObjectiveKind, executor: Executor | None) -> Executor:

@@ -12,7 +12,7 @@ import anyio
 import pytest
 
 import aio_ashb as aa
-from aio_ashb import _study
+from aio_ashb import _journal
 from aio_ashb._core import TrialCreated
 from aio_ashb._factory import read_core
 from tests.helpers import SPACE, loss
@@ -89,7 +89,7 @@ async def test_a_long_run_stores_snapshots_while_it_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Lease renewals every 0.1 s, and a snapshot at any of them after 50 new events.
-    monkeypatch.setattr(_study, "_SNAPSHOT_EVENTS", 50)
+    monkeypatch.setattr(_journal, "_SNAPSHOT_EVENTS", 50)
     db = tmp_path / "s.db"
     seen: list[tuple[Any, ...]] = []
     study = await aa.create_study(
