@@ -60,7 +60,7 @@ from aio_ashb._exceptions import (
     StudyLockedError,
     StudyNotFoundError,
 )
-from aio_ashb.storage import _owner
+from aio_ashb.storage import _owner, _reads
 from aio_ashb.storage import _schema as schema
 from aio_ashb.storage._base import Storage, StudyInfo, lease_message
 from aio_ashb.storage._connection import Connection
@@ -79,15 +79,10 @@ from aio_ashb.storage._jobs import (
 )
 from aio_ashb.storage._schema import (
     APPLICATION_ID,
-    CREATED,
     OLDEST_READABLE,
-    PROMOTED,
     REPORTED,
-    RESUMED,
     SCHEMA_VERSION,
     SELECT_EVENTS,
-    SELECT_EVENTS_AFTER,
-    SELECT_SNAPSHOT,
     UPSERT_LEASE,
     decode_all,
     encode,
@@ -573,167 +568,80 @@ class SQLiteStorage(Storage):
         # Decoded on the connection's thread: a long log is not parsed on the event loop.
         return await self._call(lambda db: decode_all(db.execute(SELECT_EVENTS, (sid,)).fetchall(), where))
 
-    async def read_study(self, name: str) -> tuple[StudyInfo, list[Event]]:
+    async def _read_study(
+        self, name: str, body: Callable[[sqlite3.Connection, int, str], T]
+    ) -> tuple[StudyInfo, T]:
+        """The study ``name`` and ``body(db, study id, where)``, from one read transaction."""
         self._connection()
         if self._blank:
             raise StudyNotFoundError(f"no study named {name!r} in {self.path} (the file is empty)")
-
         where = f"study {name!r} in {self.path}"
 
-        def read(db: sqlite3.Connection) -> tuple[Any, list[Event]]:
-            row = db.execute(
-                "SELECT id, name, config, created FROM studies WHERE name = ?", (name,)
-            ).fetchone()
-            if row is None:
-                return None, []
-            return row, decode_all(db.execute(SELECT_EVENTS, (row[0],)).fetchall(), where)
+        def read(db: sqlite3.Connection) -> tuple[tuple[Any, ...], T] | None:
+            row = _reads.study_row(db, name)
+            return None if row is None else (row, body(db, row[0], where))
 
-        row, events = await self._call(partial(snapshot, body=read))
-        if row is None:
+        found = await self._call(partial(snapshot, body=read))
+        if found is None:
             raise StudyNotFoundError(f"no study named {name!r} in {self.path}")
+        row, result = found
         self._ids[name] = row[0]
-        return self._info(row[1:]), events
+        return self._info(row[1:]), result
+
+    async def read_study(self, name: str) -> tuple[StudyInfo, list[Event]]:
+        return await self._read_study(
+            name, lambda db, sid, where: decode_all(db.execute(SELECT_EVENTS, (sid,)).fetchall(), where)
+        )
 
     async def read_events_after(self, name: str, after: int) -> tuple[StudyInfo, int, list[Event]]:
         """The study, the sequence number (in the file, per study) of its last event, and its
         events after sequence number ``after``, from one snapshot: a reader that keeps the
         returned number and passes it back reads each event once (the dashboard). Read-only."""
-        self._connection()
-        if self._blank:
-            raise StudyNotFoundError(f"no study named {name!r} in {self.path} (the file is empty)")
-        where = f"study {name!r} in {self.path}"
-
-        def read(db: sqlite3.Connection) -> tuple[Any, int, list[Event]]:
-            row = db.execute(
-                "SELECT id, name, config, created FROM studies WHERE name = ?", (name,)
-            ).fetchone()
-            if row is None:
-                return None, after, []
-            rows = db.execute(SELECT_EVENTS_AFTER, (row[0], after)).fetchall()
-            # Sequence numbers may have gaps (events of a lost lease are never written).
-            last = rows[-1][0] if rows else after
-            return row, last, decode_all([r[1:] for r in rows], where)
-
-        row, last, events = await self._call(partial(snapshot, body=read))
-        if row is None:
-            raise StudyNotFoundError(f"no study named {name!r} in {self.path}")
-        self._ids[name] = row[0]
-        return self._info(row[1:]), last, events
+        info, (last, events) = await self._read_study(
+            name, lambda db, sid, where: _reads.tail(db, sid, after, where)
+        )
+        return info, last, events
 
     async def read_from_snapshot(
         self, name: str
     ) -> tuple[StudyInfo, tuple[int, bytes] | None, int, list[Event]]:
-        self._connection()
-        if self._blank:
-            raise StudyNotFoundError(f"no study named {name!r} in {self.path} (the file is empty)")
-        where = f"study {name!r} in {self.path}"
+        def read(db: sqlite3.Connection, sid: int, where: str) -> tuple[Any, int, list[Event]]:
+            state = _reads.latest_snapshot(db, sid)
+            return (state, *_reads.tail(db, sid, state[0] if state else 0, where))
 
-        def read(db: sqlite3.Connection) -> tuple[Any, tuple[int, bytes] | None, int, list[Event]]:
-            row = db.execute(
-                "SELECT id, name, config, created FROM studies WHERE name = ?", (name,)
-            ).fetchone()
-            if row is None:
-                return None, None, 0, []
-            state = None
-            if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'snapshots'").fetchone():  # version >= 3
-                found = db.execute(SELECT_SNAPSHOT, (row[0],)).fetchone()
-                state = None if found is None else (int(found[0]), bytes(found[1]))
-            after = state[0] if state else 0
-            rows = db.execute(SELECT_EVENTS_AFTER, (row[0], after)).fetchall()
-            last = rows[-1][0] if rows else after  # (sequence numbers may have gaps)
-            return row, state, last, decode_all([r[1:] for r in rows], where)
+        info, (state, last, events) = await self._read_study(name, read)
+        return info, state, last, events
 
-        row, state, last, events = await self._call(partial(snapshot, body=read))
-        if row is None:
-            raise StudyNotFoundError(f"no study named {name!r} in {self.path}")
-        self._ids[name] = row[0]
-        return self._info(row[1:]), state, last, events
-
+    # Readers' queries (the dashboard's): see _reads. Read-only.
     async def read_trial_events(self, name: str, numbers: Sequence[int], upto: int) -> dict[int, list[Event]]:
         """The events of the trials ``numbers`` up to sequence number ``upto``, per trial (found
         through the per-trial index: a reader restored from a snapshot loads the curves it shows,
-        not the whole log). Read-only."""
-        sid = self._id(name)
-        where = f"study {name!r} in {self.path}"
-        wanted = sorted(set(numbers))
-
-        def read(db: sqlite3.Connection) -> dict[int, list[Event]]:
-            rows: list[Any] = []
-            for i in range(0, len(wanted), 500):  # bounded parameter lists
-                chunk = wanted[i : i + 500]
-                rows += db.execute(
-                    # The index named: the planner otherwise scans the log by its primary key.
-                    "SELECT seq, kind, number, step, value, time, data FROM events "
-                    "INDEXED BY events_by_trial "
-                    f"WHERE study_id = ? AND number IN ({','.join('?' * len(chunk))}) AND seq <= ?",
-                    (sid, *chunk, upto),
-                ).fetchall()
-            rows.sort()
-            # Decoded here, on the connection's thread, not on the event loop.
-            out: dict[int, list[Event]] = {n: [] for n in wanted}
-            for row, ev in zip(rows, decode_all([r[1:] for r in rows], where), strict=True):
-                out[row[2]].append(ev)
-            return out
-
-        return await self._call(read)
+        not the whole log)."""
+        sid, where = self._id(name), f"study {name!r} in {self.path}"
+        return await self._call(lambda db: _reads.trial_events(db, sid, numbers, upto, where))
 
     async def event_time(self, name: str, seq: int) -> float | None:
-        """The time of event ``seq`` of study ``name`` (None if there is none). Read-only."""
+        """The time of event ``seq`` of study ``name`` (None if there is none)."""
         sid = self._id(name)
-        row = await self._call(
-            lambda db: db.execute(
-                "SELECT time FROM events WHERE study_id = ? AND seq = ?", (sid, seq)
-            ).fetchone()
-        )
-        return None if row is None else float(row[0])
+        return await self._call(lambda db: _reads.event_time(db, sid, seq))
 
     async def trials_active(self, name: str, upto: int, events: int) -> list[int]:
-        """Numbers of the trials that ran in the last ``events`` events up to sequence number
-        ``upto`` that are reports, starts, promotions or resumptions (not ends: a promotion-mode
-        run ends by stopping every paused trial, tens of thousands at once). Read-only."""
+        """See ``_reads.trials_active``."""
         sid = self._id(name)
-        rows = await self._call(
-            lambda db: db.execute(
-                "SELECT DISTINCT number FROM (SELECT number FROM events WHERE study_id = ? AND seq <= ? "
-                "AND kind IN (?, ?, ?, ?) ORDER BY seq DESC LIMIT ?)",
-                (sid, upto, REPORTED, CREATED, PROMOTED, RESUMED, events),
-            ).fetchall()
-        )
-        return [r[0] for r in rows]
+        return await self._call(lambda db: _reads.trials_active(db, sid, upto, events))
 
     async def read_reports_summary(
         self, name: str, upto: int, maximize: bool
     ) -> tuple[int, list[tuple[float, float]], list[tuple[int, int]]]:
-        """Up to sequence number ``upto``: how many reports; (time, value) of every report that
-        improved on all finite values reported before it; and (trial, rung) of every promotion.
-        SQLite computes them (scans of the log, seconds for millions of events) on the
-        connection's thread, which does not hold the GIL while it does: the event loop is not
-        slowed. The study is looked up afresh (this may be a second connection, opened before
-        the study was created). Read-only."""
+        """See ``_reads.reports_summary``: scans of the log (seconds for millions of events), on
+        the connection's thread, which does not hold the GIL while SQLite works: the event loop
+        is not slowed. The study is looked up afresh (this may be a second connection, opened
+        before the study was created)."""
         await self._refresh_ids()
         sid = self._id(name)
-        agg, better = ("max", ">") if maximize else ("min", "<")
-        finite = "value BETWEEN -1.7976931348623157e308 AND 1.7976931348623157e308"  # no NaN, no inf
-
-        def read(db: sqlite3.Connection) -> tuple[int, list[Any], list[Any]]:
-            count = db.execute(
-                "SELECT count(*) FROM events WHERE study_id = ? AND kind = ? AND seq <= ?",
-                (sid, REPORTED, upto),
-            ).fetchone()[0]
-            rows = db.execute(
-                f"SELECT time, value FROM (SELECT time, value, {agg}(value) OVER (ORDER BY seq ROWS BETWEEN "
-                "UNBOUNDED PRECEDING AND 1 PRECEDING) AS before FROM events WHERE study_id = ? AND kind = ? "
-                f"AND seq <= ? AND {finite}) WHERE before IS NULL OR value {better} before",
-                (sid, REPORTED, upto),
-            ).fetchall()
-            promoted = db.execute(
-                "SELECT number, step FROM events WHERE study_id = ? AND kind = ? AND seq <= ?",
-                (sid, PROMOTED, upto),
-            ).fetchall()
-            return count, rows, promoted
-
-        count, rows, promoted = await self._call(partial(snapshot, body=read))
-        return count, [(float(t), float(v)) for t, v in rows], [(int(n), int(r)) for n, r in promoted]
+        return await self._call(
+            partial(snapshot, body=lambda db: _reads.reports_summary(db, sid, upto, maximize))
+        )
 
     async def read_values(self, name: str, number: int) -> dict[int, float]:
         sid = self._id(name)
