@@ -45,7 +45,8 @@ from aio_ashb._core._snapshot import load as load_snapshot
 from aio_ashb._factory import core_from_config
 from aio_ashb.web._app import JSONResponse, check_bearer, error_from_exception, http_error
 from aio_ashb.web._schemas import RequestError
-from aio_ashb.web.dashboard._view import TABLE_SORTS, StudyView
+from aio_ashb.web.dashboard._table import TABLE_SORTS
+from aio_ashb.web.dashboard._view import StudyView
 
 T = TypeVar("T")
 STATIC = Path(__file__).parent / "static"

@@ -46,6 +46,7 @@ from aio_ashb._core import (
     TrialState,
 )
 from aio_ashb._report import StudyStatus, json_safe, row_of, status_of
+from aio_ashb.web.dashboard._table import order_rows
 
 #: At most this many points of one curve are sent for the study's chart (a trial's own page
 #: gets :data:`TRIAL_POINTS`): the milestones' points are always kept.
@@ -96,30 +97,6 @@ class _Touched:
             out.append(key)
         out.reverse()
         return out
-
-
-# The table's sortable columns (besides number and params.*), as getters of Core.table's tuples.
-_TABLE_GETTERS: dict[str, Any] = {
-    "state": lambda c: c[0].value,
-    "bracket": lambda c: c[1],
-    "resource": lambda c: c[4],
-    "value": lambda c: c[5],
-    "step": lambda c: c[2],
-    "last_value": lambda c: c[3],
-}
-TABLE_SORTS = ("number", *_TABLE_GETTERS)
-
-
-def _blank(v: Any) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v))
-
-
-def _rank(v: Any) -> tuple[int, Any]:
-    """A sort key that orders numbers before text without comparing the two (params of a
-    categorical dimension may mix them)."""
-    if isinstance(v, (int, float)) and not isinstance(v, bool):
-        return (0, v)
-    return (1, str(v))
 
 
 def finite(v: float) -> float | None:
@@ -552,35 +529,9 @@ class StudyView:
         if self._columns is None or self._columns[0] != self.seq:  # the table's tuples, per change
             self._columns = (self.seq, self.core.table(range(self.core.n_trials)))
         cols = self._columns[1]
-        numbers = list(range(len(cols)))
-        if state is not None:
-            numbers = [i for i in numbers if cols[i][0].value == state]
-        if resource is not None:
-            numbers = [i for i in numbers if cols[i][4] == resource]
         words = search.lower().split()
-        if words:
-            texts = self._param_texts(cols)
-            numbers = [i for i in numbers if all(w in texts[i] for w in words)]
-        if sort == "number":
-            return numbers[::-1] if descending else numbers
-        if sort.startswith("params."):
-            name = sort[7:]
-            values = [cols[i][6].get(name) for i in numbers]
-        else:
-            get = _TABLE_GETTERS[sort]
-            values = [get(cols[i]) for i in numbers]
-        if all(type(v) is float or type(v) is int or v is None for v in values):
-            # Numbers (the common case, and the large one): a stable argsort, blanks last.
-            a = np.array([np.nan if v is None else v for v in values], dtype=float)
-            blank = np.isnan(a)
-            order = np.argsort(-a if descending else a, kind="stable")  # NaN sorts last
-            kept: list[int] = np.asarray(numbers)[order[: int((~blank).sum())]].tolist()
-            blanks: list[int] = np.asarray(numbers)[blank].tolist()
-            return kept + blanks
-        present = [(_rank(v), i) for v, i in zip(values, numbers, strict=True) if not _blank(v)]
-        # Stable, so ties stay in number order, also when reversed.
-        present.sort(key=lambda p: p[0], reverse=descending)
-        return [i for _, i in present] + [i for v, i in zip(values, numbers, strict=True) if _blank(v)]
+        texts = self._param_texts(cols) if words else []
+        return order_rows(cols, sort, descending, state, resource, words, texts)
 
     def _param_texts(self, cols: list[tuple[Any, ...]]) -> list[str]:
         """Each trial's params as lower-case ``name=value`` text (params never change: cached)."""
