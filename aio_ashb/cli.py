@@ -27,7 +27,7 @@ import aio_ashb as aa
 from aio_ashb._core import Event
 from aio_ashb._factory import read_core, study_from_snapshot
 from aio_ashb._progress import status_line
-from aio_ashb._report import StudyStatus, json_safe, trial_row
+from aio_ashb._report import StudyStatus, json_safe, status_of, trial_row
 
 
 class CliError(Exception):
@@ -119,7 +119,7 @@ async def _studies(db: str) -> int:
         for info in await storage.list_studies():
             try:
                 _, core, _ = await read_core(info.name, storage)
-                st = aa.Study(info.name, storage, core, owns_storage=False).status()
+                st = status_of(info.name, core)
             except aa.StorageError as exc:  # one damaged study does not hide the others
                 rows.append({"name": info.name, "trials": f"unreadable: {exc}", "running": None})
                 continue
