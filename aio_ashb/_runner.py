@@ -52,11 +52,13 @@ from aio_ashb._trial import Invocation, Phase, Trial, materialize
 # 19 ms with 128, 5 ms with 32.
 _FILL_BATCH = 32
 # And at most about this much time (seconds) of the scheduler's job decisions in one turn of the
-# loop, across all the fill() calls in it: a model-based sampler's proposal costs about 1-2 ms
-# with 1,000 trials in flight (TPESampler in bench/scale.py), and the trials that end in one
-# turn each started the next one in it (a p99 loop lag of 340 ms). Past the budget, the filler
-# task starts the rest in a later turn.
-_FILL_BUDGET = 0.004
+# loop, across all the fill() calls in it: the trials that end in one turn would each start the
+# next one in it, and a model-based sampler's proposal costs about 0.4 ms (TPESampler, 1,000
+# trials in flight in bench/scale.py). Past the budget, the filler task starts the rest in a
+# later turn. Measured there (50-200 ms steps, 5,000 trials): p99 loop lag 22-24 ms with 4 ms,
+# 16 ms with 2 ms, 8.0-8.6 ms with 1 ms (wall 1.39-1.40x, 1.47x and 1.43-1.48x the ideal);
+# 0.5 ms gave 6.8 ms but 1.58x: too few starts per turn to keep up.
+_FILL_BUDGET = 0.001
 # A run whose first this-many trials fail the same way before any report stops with that error.
 _FAIL_FAST = 5
 

@@ -20,17 +20,17 @@ _INF = math.inf
 
 
 class _Column:
-    """A growable float array: appends in amortized O(1), read as a view without copying."""
+    """A growable array: appends in amortized O(1), read as a view without copying."""
 
     __slots__ = ("_a", "n")
 
-    def __init__(self, width: int = 0) -> None:
-        self._a = np.empty((16, width) if width else 16)
+    def __init__(self, width: int = 0, dtype: Any = float) -> None:
+        self._a = np.empty((16, width) if width else 16, dtype=dtype)
         self.n = 0
 
     def append(self, row: Any) -> None:
         if self.n == len(self._a):
-            grown = np.empty((2 * self.n, *self._a.shape[1:]))
+            grown = np.empty((2 * self.n, *self._a.shape[1:]), dtype=self._a.dtype)
             grown[: self.n] = self._a
             self._a = grown
         self._a[self.n] = row
@@ -40,7 +40,7 @@ class _Column:
         """Append many rows at once (restoring a snapshot)."""
         end = self.n + len(rows)
         if end > len(self._a):
-            grown = np.empty((max(end, 2 * self.n), *self._a.shape[1:]))
+            grown = np.empty((max(end, 2 * self.n), *self._a.shape[1:]), dtype=self._a.dtype)
             grown[: self.n] = self._a[: self.n]
             self._a = grown
         self._a[self.n : end] = rows
@@ -49,6 +49,9 @@ class _Column:
     @property
     def view(self) -> np.ndarray:
         return self._a[: self.n]
+
+    def __setitem__(self, i: int, value: Any) -> None:
+        self._a[i] = value
 
 
 class Level:
@@ -73,7 +76,7 @@ class Level:
 class History:
     """The sampler's view of a study (see the module docstring)."""
 
-    __slots__ = ("space", "_points", "levels", "pending", "results", "cache")
+    __slots__ = ("space", "_points", "_towards", "levels", "pending", "results", "cache")
 
     def __init__(self, space: SearchSpace) -> None:
         self.space = space
@@ -81,6 +84,7 @@ class History:
         self.results = 0  # results recorded so far, at any milestone
         self.levels: dict[int, Level] = {}  # milestone -> results recorded there
         self.pending: dict[int, int] = {}  # trial number -> the milestone it is running towards
+        self._towards = _Column(dtype=np.int64)  # the same by trial number, -1: not running
         # Models a sampler fitted, keyed by what they saw. Levels are append-only, so "the
         # study's first k results" names one fit exactly: a cached model is the model a fresh
         # fit would give, and caching never changes a proposal.
@@ -94,6 +98,7 @@ class History:
     def created(self, number: int, params: Params, milestone: int) -> None:
         assert number == self._points.n
         self._points.append(self.space.to_unit(params) if self.space.ndim else 0.0)
+        self._towards.append(milestone)
         self.pending[number] = milestone
 
     def recorded(self, number: int, milestone: int, signed_value: float) -> None:
@@ -108,12 +113,47 @@ class History:
 
     def heading(self, number: int, milestone: int) -> None:
         self.pending[number] = milestone
+        self._towards[number] = milestone
 
     def settled(self, number: int) -> None:
         self.pending.pop(number, None)
+        self._towards[number] = -1
 
     def failed(self, number: int) -> None:
         """A failed trial counts as the worst result at the milestone it was running towards."""
         milestone = self.pending.pop(number, None)
+        self._towards[number] = -1
         if milestone is not None:
             self.recorded(number, milestone, _INF)
+
+    def restore_pending(self, items: list[tuple[int, int]]) -> None:
+        """Set the running trials (restoring a snapshot: every point is already there)."""
+        self.pending = dict(items)
+        towards = np.full(self._points.n, -1, dtype=np.int64)
+        if items:
+            pairs = np.array(items, dtype=np.int64)
+            towards[pairs[:, 0]] = pairs[:, 1]
+        self._towards = _Column(dtype=np.int64)
+        self._towards.extend(towards)
+
+    def running_towards(self, milestone: int, limit: int) -> np.ndarray:
+        """The numbers of the latest ``limit`` trials running towards ``milestone`` or below,
+        ascending. With few trials running, read from the dict; with many (when it matters),
+        from the end of a by-number array in blocks: one or two blocks, not a pass over all."""
+        pending = self.pending
+        if len(pending) <= limit:
+            numbers = np.fromiter(pending.keys(), dtype=np.int64, count=len(pending))
+            targets = np.fromiter(pending.values(), dtype=np.int64, count=len(pending))
+            return np.sort(numbers[targets <= milestone])
+        towards = self._towards.view
+        found: list[np.ndarray] = []
+        count, end = 0, len(towards)
+        while end > 0 and count < limit:
+            start = max(0, end - 4096)
+            block = towards[start:end]
+            hits = np.flatnonzero((block >= 0) & (block <= milestone)) + start
+            found.append(hits)
+            count += len(hits)
+            end = start
+        numbers = np.concatenate(found[::-1]) if len(found) > 1 else found[0]
+        return numbers[-limit:]

@@ -285,7 +285,7 @@ def _load_history(h: History, s: dict[str, Any], a: dict[str, np.ndarray], core:
         raise SnapshotError("the snapshot's sampler history has the wrong number of points")
     h._points.extend(points)
     h.results = int(s["results"])
-    h.pending = {int(k): int(v) for k, v in s["pending"]}
+    h.restore_pending([(int(k), int(v)) for k, v in s["pending"]])
     for i, m in enumerate(s["levels"]):
         level = h.levels[int(m)] = Level()
         columns = a[f"level{i}"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shutil
 import statistics
@@ -23,8 +24,9 @@ from aio_ashb._core import (
     TrialEnded,
     TrialState,
 )
+from aio_ashb._core._history import History
 from aio_ashb._core._sampler import sampler_from_dict
-from aio_ashb._core._tpe import _fit_point
+from aio_ashb._core._tpe import _Density, _fit_point, _Geometry
 
 MIXED = aa.SearchSpace(
     {
@@ -278,6 +280,95 @@ def test_liars_push_proposals_away_from_running_configurations() -> None:
     with_liar = statistics.median(spread(True, s) for s in range(10))
     without = statistics.median(spread(False, s) for s in range(10))
     assert with_liar > 1.2 * without
+
+
+def test_the_running_trials_a_liar_sees_are_the_latest_ones_towards_the_milestone() -> None:
+    # History.running_towards reads a by-number array from its end once many trials run;
+    # it must give what the plain definition gives, however trials start, move up and end.
+    space = aa.SearchSpace({"x": aa.Float(0.0, 1.0)})
+    rng = np.random.default_rng(0)
+    history = History(space)
+    for n in range(20_000):
+        history.created(n, {"x": 0.5}, 1)
+        for _ in range(2):
+            k = int(rng.integers(0, n + 1))
+            roll = rng.random()
+            if roll < 0.45:
+                history.settled(k)
+            elif roll < 0.5:
+                history.failed(k)
+            elif roll < 0.6:
+                history.heading(k, int(rng.choice([1, 3, 9])))
+        if n % 997 == 0 or n > 19_990:
+            for milestone in (1, 3, 9):
+                for limit in (8, 256, 3_000):
+                    plain = sorted(k for k, m in history.pending.items() if m <= milestone)[-limit:]
+                    assert history.running_towards(milestone, limit).tolist() == plain
+    assert len(history.pending) > 3_000  # the block path was taken, over several blocks
+
+
+def _density_by_definition(density: _Density, geo: _Geometry, centers: np.ndarray, x: np.ndarray) -> float:
+    """A kernel density's value at ``x``, written out from its definition in plain floats."""
+
+    def phi(z: float) -> float:
+        return 0.5 * math.erfc(-z / math.sqrt(2))
+
+    k = geo.n_choices
+    total = 1.0 / float(np.prod(k))  # the prior: uniform in the cube
+    for c in centers:
+        value = 1.0
+        for j, coord in enumerate(geo.cont):
+            h = density.h[j]
+            mass = phi((1 - c[coord]) / h) - phi(-c[coord] / h)
+            value *= math.exp(-0.5 * ((x[coord] - c[coord]) / h) ** 2) / (h * math.sqrt(2 * math.pi) * mass)
+        for j, coord in enumerate(geo.cat):
+            same = min(int(x[coord] * k[j]), k[j] - 1) == min(int(c[coord] * k[j]), k[j] - 1)
+            eps = density.eps[j]
+            value *= (1 - eps + eps / k[j]) if same else eps / k[j]
+        total += value
+    return math.log(total / (len(centers) + 1))
+
+
+def test_the_density_is_its_definition_and_integrates_to_one() -> None:
+    # Scoring is one float32 product over kernel rows; the density it computes must still be
+    # the truncated-Gaussian mixture it is documented as.
+    space = aa.SearchSpace({"a": aa.Float(0, 1), "n": aa.Int(1, 5), "c": aa.Categorical(list("abc"))})
+    geo = _Geometry.of(space)
+    rng = np.random.default_rng(1)
+    for m in (1, 7, 60):
+        centers = rng.random((m, 3))
+        centers[0, 0] = 0.0  # a kernel on a face: half of it is cut off
+        density = _Density(geo, centers, 1e-3, 3.0)
+        points = rng.random((20, 3))
+        got = density.log_pdf(points)
+        want = [_density_by_definition(density, geo, centers, x) for x in points]
+        assert np.allclose(got, want, atol=2e-3), (m, got - want)
+        # Monte Carlo over the cube: it integrates to one (a categorical coordinate holds
+        # masses, each spread over 1/3 of its unit interval: hence the factor 3).
+        sample = rng.random((200_000, 3))
+        assert abs(3 * float(np.mean(np.exp(density.log_pdf(sample)))) - 1.0) < 0.02
+
+
+def test_a_kernel_is_the_same_bits_alone_or_in_any_batch() -> None:
+    # The liars' kernels are cached by trial, computed one at a time in plain floats or many
+    # at once in numpy; a resumed study recomputes them in other batches. Proposals replay
+    # exactly only if every way gives the same bits.
+    dims = {"a": aa.Float(0, 1), "b": aa.Int(1, 7), "c": aa.Categorical(list("abc"))}
+    space = aa.SearchSpace({**dims, "d": aa.Float(1e-5, 1, log=True)})
+    rng = np.random.default_rng(2)
+    # float64 too: a float32 row could hide a difference in the last bits of the arithmetic.
+    for geo in (_Geometry.of(space), dataclasses.replace(_Geometry.of(space), dtype=np.float64)):
+        for _ in range(25):
+            density = _Density(geo, rng.random((int(rng.integers(2, 60)), 4)), 1e-3, 3.0)
+            points = rng.random((40, 4))
+            points[:4] = rng.integers(0, 2, (4, 4))  # corners: both truncations at their largest
+            rows, weights = density.kernels(points)
+            for i in range(len(points)):
+                one_row, one_weight = density._kernel(points[i].tolist())
+                one = (np.array(one_row, dtype=geo.dtype), np.array(one_weight, dtype=geo.dtype))
+                for r, w in (one, density.kernels(points[i : i + 1])):
+                    assert r.reshape(-1).tobytes() == rows[i].tobytes()
+                    assert w.reshape(-1).tobytes() == weights[i : i + 1].tobytes()
 
 
 # ---------------------------------------------------------------- multi-fidelity
