@@ -17,9 +17,9 @@ from aio_ashb._core import (
     Core,
     Direction,
     Event,
-    RandomSampler,
     Sampler,
     SearchSpace,
+    TPESampler,
     sampler_from_dict,
 )
 from aio_ashb._exceptions import (
@@ -203,10 +203,11 @@ async def create_study(
     """Create a study (or, with ``load_if_exists=True``, continue the stored one of that name).
 
     ``space`` maps parameter names to :class:`Float`, :class:`Int`, :class:`Categorical` or plain
-    constants. ``scheduler`` defaults to ``ASHA()``, ``sampler`` to ``RandomSampler()`` (a random
-    seed, recorded), ``storage`` to a new :class:`MemoryStorage`; ``"sqlite:///path.db"`` selects
-    a SQLite file. Loading checks that the given space, scheduler, direction and sampler match the
-    stored ones.
+    constants. ``scheduler`` defaults to ``ASHA()``, ``sampler`` to ``TPESampler()`` (a random
+    seed, recorded; ``RandomSampler()`` for plain random search), ``storage`` to a new
+    :class:`MemoryStorage`; ``"sqlite:///path.db"`` selects a SQLite file. Loading checks that
+    the given space, scheduler, direction and sampler match the stored ones; without
+    ``sampler``, a stored study keeps the one it was created with.
 
     ``durability="durable"`` (default): ``trial.report()`` returns once its event is committed.
     ``"buffered"``: it returns at once and a background task commits (a crash may lose the last
@@ -228,7 +229,7 @@ async def create_study(
         if load_if_exists:
             with contextlib.suppress(StudyNotFoundError):
                 return await _load_matching(name, store, owns, options, space_, scheduler, sampler, dir_)
-        config = _config(space_, scheduler, sampler if sampler is not None else RandomSampler(), dir_)
+        config = _config(space_, scheduler, sampler if sampler is not None else TPESampler(), dir_)
         try:
             await store.create_study(name, config)
         except DuplicateStudyError:

@@ -265,10 +265,17 @@ async def _demo(trials: int, concurrency: int, seed: int, max_epochs: int, db: s
     from aio_ashb import demo
 
     demo.load_digits_split()  # fails here, in one line, if scikit-learn is missing
+    sampler: aa.Sampler | None = aa.TPESampler(seed)
+    if await anyio.Path(db).exists():
+        async with aa.SQLiteStorage(db, readonly=True) as storage:
+            if any(info.name == "digits-mlp" for info in await storage.list_studies()):
+                # Resumed with the sampler it was made with: a demo file from before TPESampler
+                # became the default goes on with its RandomSampler.
+                sampler = None
     study = await aa.create_study(
         space=demo.SPACE,
         scheduler=demo.scheduler(max_epochs),
-        sampler=aa.RandomSampler(seed),
+        sampler=sampler,
         name="digits-mlp",
         storage=f"sqlite:///{db}",
         load_if_exists=True,  # re-running the demo resumes it

@@ -33,10 +33,10 @@ from aio_ashb._core import (
     ASHA,
     Direction,
     FrozenTrial,
-    RandomSampler,
     Reported,
     Sampler,
     SearchSpace,
+    TPESampler,
     TrialCreated,
 )
 from aio_ashb._exceptions import ConfigError
@@ -161,9 +161,9 @@ def simulate(
     units of resource, and how long that unit took to train. A trial sleeps (virtually) that
     long, then reports. A curve that takes a third argument also gets the trial's number (to
     key observation noise by trial, or to record what each trial was shown). ``sampler``
-    defaults to ``RandomSampler(seed)``. The study ends at ``max_trials`` or, gracefully, after
-    ``time_budget`` simulated seconds (one of them is required). Deterministic for a given
-    ``seed``.
+    defaults to ``TPESampler(seed)``, as a study's does (``RandomSampler(seed)`` for random
+    search). The study ends at ``max_trials`` or, gracefully, after ``time_budget`` simulated
+    seconds (one of them is required). Deterministic for a given ``seed``.
     """
     if max_trials is None and time_budget is None:
         raise ConfigError("simulate() needs max_trials or time_budget, or it would never end")
@@ -173,7 +173,7 @@ def simulate(
         study = await create_study(
             space=space,
             scheduler=scheduler,
-            sampler=RandomSampler(seed) if sampler is None else sampler,
+            sampler=TPESampler(seed) if sampler is None else sampler,
             direction=direction,
         )
 

@@ -223,6 +223,7 @@ def aio_simulation(
         workers=W,
         time_budget=time_budget,
         seed=seed,
+        sampler=aa.RandomSampler(seed),  # the reference samples at random too
     )
     return result.reports
 

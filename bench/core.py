@@ -217,7 +217,9 @@ def e2e_split(n_trials: int, mode: Mode) -> tuple[float, dict[str, float]]:
 async def e2e_long_trial(steps: int) -> tuple[int, float]:
     """One trial reporting ``steps`` times: the cost of a report without any per-trial cost."""
     study = await aa.create_study(
-        space={"x": aa.Float(0.0, 1.0)}, scheduler=aa.ASHA(1, steps, ETA, mode="stopping")
+        space={"x": aa.Float(0.0, 1.0)},
+        scheduler=aa.ASHA(1, steps, ETA, mode="stopping"),
+        sampler=aa.RandomSampler(0),
     )
 
     async def objective(trial: aa.Trial) -> None:

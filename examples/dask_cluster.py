@@ -112,7 +112,7 @@ async def tune(address: str, trials: int, db: str | None, workers: int) -> None:
     study = await aa.create_study(
         space=SPACE,
         scheduler=aa.ASHA(min_resource=1, max_resource=27, reduction_factor=3),
-        sampler=aa.RandomSampler(seed=0),
+        sampler=aa.TPESampler(seed=0),
         storage=storage,
         name="dask-logreg",
         load_if_exists=True,

@@ -37,7 +37,7 @@ async def main(trials: int, db: str) -> None:
         },
         direction="minimize",
         scheduler=aio_ashb.ASHA(min_resource=1, max_resource=27, reduction_factor=3),
-        sampler=aio_ashb.RandomSampler(seed=0),
+        sampler=aio_ashb.TPESampler(seed=0),
         storage=f"sqlite:///{db}",
         name="quickstart",
         load_if_exists=True,  # run it again with more --trials and it continues

@@ -106,7 +106,7 @@ async def main(trials: int, concurrency: int, latency: tuple[float, float]) -> N
                     "opt": aio_ashb.Categorical(["adam", "sgd"]),
                 },
                 scheduler=aio_ashb.ASHA(min_resource=1, max_resource=27, reduction_factor=3),
-                sampler=aio_ashb.RandomSampler(seed=0),
+                sampler=aio_ashb.TPESampler(seed=0),
             )
             async with study:
                 t0 = time.perf_counter()

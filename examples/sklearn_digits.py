@@ -26,7 +26,7 @@ async def main(trials: int, concurrency: int, max_epochs: int, db: str, plot: st
     study = await aio_ashb.create_study(
         space=demo.SPACE,
         scheduler=demo.scheduler(max_epochs),
-        sampler=aio_ashb.RandomSampler(seed=1),
+        sampler=aio_ashb.TPESampler(seed=1),
         storage=f"sqlite:///{db}",
         name="sklearn-digits",
         load_if_exists=True,  # run it again with more --trials and it continues

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -60,6 +61,41 @@ def test_demo_trains_resumes_and_prints_a_leaderboard(
     code, out, _ = run_cli(capsys, "demo", "--trials", "14", "--no-progress", *small)
     assert code == 0
     assert "resuming: 10 trials already there" in out and "trials 14/14" in out
+
+
+def test_the_demo_uses_tpe_and_resumes_a_file_made_with_random_search(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from aio_ashb import demo
+
+    async def stored_sampler(db: str) -> dict[str, Any]:
+        async with aa.SQLiteStorage(db, readonly=True) as storage:
+            (info,) = await storage.list_studies()
+            return dict(info.config["sampler"])
+
+    small = ["--max-epochs", "9", "--concurrency", "2", "--trials", "3", "--no-progress"]
+    new = str(tmp_path / "new.db")
+    assert run_cli(capsys, "demo", "--seed", "5", "--db", new, *small)[0] == 0
+    assert asyncio.run(stored_sampler(new)) == aa.TPESampler(5).to_dict()
+
+    # A demo file from before TPESampler was the default goes on with its RandomSampler.
+    old = str(tmp_path / "old.db")
+
+    async def make_old() -> None:
+        study = await aa.create_study(
+            space=demo.SPACE,
+            scheduler=demo.scheduler(9),
+            sampler=aa.RandomSampler(0),
+            name="digits-mlp",
+            storage=f"sqlite:///{old}",
+        )
+        await study.close()
+
+    asyncio.run(make_old())
+    code, out, err = run_cli(capsys, "demo", "--db", old, *small)
+    assert code == 0, err
+    assert "trials 3/3" in out
+    assert asyncio.run(stored_sampler(old))["type"] == "random"
 
 
 def test_reading_commands_on_a_finished_study(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

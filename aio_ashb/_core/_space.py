@@ -20,6 +20,14 @@ Scalar: TypeAlias = str | int | float | bool | None
 Params: TypeAlias = dict[str, Any]
 
 _SCALARS = (str, int, float, bool, type(None))
+
+
+def _same(a: Any, b: Any) -> bool:
+    """One scalar value: the same type and equal, NaN being the same as NaN (a NaN constant
+    or choice must match itself when params are checked, e.g. mapped to the unit cube)."""
+    return type(a) is type(b) and (a == b or (isinstance(a, float) and math.isnan(a) and math.isnan(b)))
+
+
 _MAX_INT = 2**53
 
 # A dimension's map from a unit coordinate to a value, with its constants computed once
@@ -212,7 +220,7 @@ class Categorical:
 
     def _index(self, value: Any) -> int:
         for i, c in enumerate(self.choices):
-            if type(c) is type(value) and c == value:
+            if _same(c, value):
                 return i
         raise ValueError(value)
 
@@ -238,7 +246,7 @@ class Constant:
             raise ConfigError(f"a constant must be str, int, float, bool or None, got {self.value!r}")
 
     def check(self, name: str, value: Any) -> Any:
-        if type(value) is not type(self.value) or value != self.value:
+        if not _same(value, self.value):
             raise ConfigError(f"parameter {name!r}={value!r} must be the constant {self.value!r}")
         return value
 

@@ -371,8 +371,8 @@ _TPE_ONLY = set(TPESampler(0).to_dict()) - {"type", "seed"}
 
 
 def sampler_from_json(data: Mapping[str, Any] | None) -> Sampler:
-    if data is None:
-        return RandomSampler()
+    if data is None:  # the library's default
+        return TPESampler()
     options = {k: v for k, v in data.items() if k not in ("type", "seed")}
     if data["type"] == "random":
         if options:

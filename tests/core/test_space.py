@@ -118,6 +118,21 @@ def test_validate_rejects_params_outside_the_space(params: dict[str, Any], match
         SPACE.validate(params)
 
 
+def test_a_nan_constant_or_choice_matches_itself() -> None:
+    # NaN != NaN, but a NaN constant (or choice) is still the value the space gave: checking
+    # the params a trial was given (to enqueue them, or to map them to the unit cube for a
+    # learning sampler) must accept it, and only it.
+    space = SearchSpace({"eps": math.nan, "c": Categorical([math.nan, 1.0]), "x": Float(0.0, 1.0)})
+    params = space.sample(np.random.default_rng(0))
+    assert math.isnan(params["eps"])
+    assert space.validate({"eps": math.nan, "c": math.nan, "x": 0.5})["c"] != 1.0
+    assert space.to_unit({"eps": math.nan, "c": math.nan, "x": 0.5}).tolist() == [0.25, 0.5]
+    with pytest.raises(ConfigError, match=r"'eps'=0\.0"):
+        space.validate({"eps": 0.0, "c": 1.0, "x": 0.5})
+    with pytest.raises(ConfigError, match=r"'c'=2\.0"):
+        space.validate({"eps": math.nan, "c": 2.0, "x": 0.5})
+
+
 def test_serialization_round_trip() -> None:
     assert SearchSpace.from_dict(SPACE.to_dict()) == SPACE
     with pytest.raises(ConfigError, match="unknown dimension type 'weird'"):
