@@ -285,7 +285,10 @@ def _load_history(h: History, s: dict[str, Any], a: dict[str, np.ndarray], core:
         raise SnapshotError("the snapshot's sampler history has the wrong number of points")
     h._points.extend(points)
     h.results = int(s["results"])
-    h.restore_pending([(int(k), int(v)) for k, v in s["pending"]])
+    pending = [(int(k), int(v)) for k, v in s["pending"]]
+    if any(not 0 <= k < n for k, _ in pending):
+        raise SnapshotError("the snapshot's running trials are not among its trials")
+    h.restore_pending(pending)
     for i, m in enumerate(s["levels"]):
         level = h.levels[int(m)] = Level()
         columns = a[f"level{i}"]

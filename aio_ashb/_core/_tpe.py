@@ -93,9 +93,10 @@ class _Geometry:
     floor: np.ndarray  # per continuous coordinate: an integer's slice of the unit interval, or 0
     hot_coord: np.ndarray  # per one-hot column: its categorical coordinate (0 = the first)
     hot_choice: np.ndarray  # per one-hot column: its choice
-    # Scores are computed in float32 (twice as fast as float64 here, `exp` above all) unless
-    # a kernel's peak could overflow it: with every bandwidth >= 0.01 (the magic clip's
-    # floor) a peak is below exp(4.4) per continuous coordinate.
+    # Scores are computed in float32 (twice as fast as float64 here, `exp` above all) unless a
+    # kernel's peak could overflow it (with every bandwidth >= 0.01, the magic clip's floor, a
+    # peak is below exp(4.4) per continuous coordinate) or the prior, 1 / prod(choices), is so
+    # small that kernels which still matter next to it could underflow.
     dtype: type[np.floating[Any]]
 
     @staticmethod
@@ -115,7 +116,7 @@ class _Geometry:
             np.array(floor),
             np.repeat(np.arange(len(cat)), n_choices).astype(int),
             np.concatenate([np.arange(k) for k in n_choices]).astype(int) if cat else np.zeros(0, int),
-            np.float32 if 4.4 * len(cont) < 60 else np.float64,
+            np.float32 if 4.4 * len(cont) < 60 and float(np.sum(np.log(n_choices))) < 60 else np.float64,
         )
 
     def indices(self, points: np.ndarray) -> np.ndarray:
@@ -340,8 +341,8 @@ class _Model:
         e = self.good.geo.query(candidates.cont, candidates.idx) @ rows.T
         np.exp(e, out=e)
         g = len(self.good.rows)
-        good = e[:, :g] @ weights[:g] + self.prior
-        bad = e[:, g:] @ weights[g:] + self.prior
+        good = (e[:, :g] @ weights[:g]).astype(np.float64) + self.prior
+        bad = (e[:, g:] @ weights[g:]).astype(np.float64) + self.prior
         return int(np.argmax(good / bad))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import math
 import pickle
 import random
@@ -174,6 +175,25 @@ def test_refuses_another_configuration_a_used_core_and_damage() -> None:
     ):
         with pytest.raises(SnapshotError):
             load(_core(cfg), damaged)
+
+
+@pytest.mark.parametrize("number", [-1, 5])
+def test_a_snapshot_whose_running_trials_are_not_its_trials_is_refused(number: int) -> None:
+    # A learning sampler's running trials are kept by trial number; a number outside the
+    # snapshot's trials (a negative one would silently index from the end) is damage.
+    cfg = {**SMALL, "tpe": True}
+    core = _core(cfg)
+    for _ in range(5):
+        core.next_job()
+    with np.load(io.BytesIO(dump(core)), allow_pickle=False) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    header = json.loads(arrays["header"].tobytes())
+    header["history"]["pending"][0][0] = number
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    out = io.BytesIO()
+    np.savez(out, **arrays)
+    with pytest.raises(SnapshotError, match="running trials are not among its trials"):
+        load(_core(cfg), out.getvalue())
 
 
 @pytest.mark.parametrize("mode", ["promotion", "stopping"])
