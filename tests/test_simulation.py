@@ -68,5 +68,8 @@ def test_a_curve_may_take_the_trial_number_and_the_sampler_is_chosen() -> None:
         assert value == pytest.approx(curve(params, step)[0] + 0.01 * math.sin(n * 7 + step))
     again = simulate(noisy, sampler=aa.TPESampler(3), **kw)
     assert again.reports == result.reports
-    random = simulate(noisy, **kw)  # RandomSampler(seed) by default: other configurations
+    random = simulate(noisy, sampler=aa.RandomSampler(3), **kw)  # other configurations
     assert [t.params for t in random.trials] != [t.params for t in result.trials]
+    # By default a simulation samples as a study does: TPESampler(seed).
+    default = simulate(noisy, seed=3, **kw)
+    assert default.reports == result.reports

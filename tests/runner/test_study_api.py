@@ -118,6 +118,11 @@ async def test_load_study_replays_and_checks_the_configuration() -> None:
         space=SPACE, storage=storage, name="s", scheduler=aa.ASHA(1, 9, 3), load_if_exists=True
     )
     assert same.sampler.seed == 4
+    # Without a sampler, a stored study keeps its own (RandomSampler here), while a new study
+    # gets the default, TPESampler.
+    assert isinstance(same.sampler, aa.RandomSampler)
+    fresh = await aa.create_study(space=SPACE, storage=storage, name="t")
+    assert isinstance(fresh.sampler, aa.TPESampler)
     await same.run(_noop, max_trials=20, concurrency=3)  # continues: same generator stream
     assert len(same.trials) == 20
     with pytest.raises(aa.StudyNotFoundError, match="no study named 'zzz'"):

@@ -250,3 +250,16 @@ async def test_a_service_that_is_not_running_says_how_to_run_it() -> None:
         Limits(max_trials=0)
     with pytest.raises(aa.ConfigError, match="storage must be a URL string or a Storage, got 5"):
         StudyService(5)  # type: ignore[arg-type]
+
+
+async def test_fields_left_out_take_the_library_defaults() -> None:
+    # The sampler too: a study created without one gets TPESampler with a recorded seed, as
+    # create_study gives it.
+    service = StudyService("memory://", objectives={"train": make_objective(0)})
+    async with running(service) as client:
+        body = study_body("d")
+        del body["sampler"]
+        assert (await client.post("/studies", json=body)).status_code == 201
+        (study,) = (await client.get("/studies")).json()["studies"]
+        sampler = study["config"]["sampler"]
+        assert sampler["type"] == "tpe" and isinstance(sampler["seed"], int)
