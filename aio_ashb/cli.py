@@ -319,7 +319,12 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--trials", type=_positive_int, default=1000, help="trials in the study (default 1000)")
     demo.add_argument("--concurrency", type=_positive_int, default=4, help="trials at once (default 4)")
     demo.add_argument("--max-epochs", type=_positive_int, default=81, help="the top rung (default 81)")
-    demo.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
+    demo.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="TPE sampler seed of a new demo study (default 0; a resumed one keeps its own)",
+    )
     demo.add_argument("--db", default="aio_ashb_demo.db", help="SQLite file (default ./aio_ashb_demo.db)")
     demo.add_argument("--no-progress", action="store_true", help="no live progress display")
 
