@@ -118,7 +118,7 @@ def schemas(limits: Limits) -> dict[str, Schema]:
     }
     sampler: Schema = {
         "type": "object",
-        "description": "Sampler.to_dict: random takes a seed; tpe also its options",
+        "description": "Sampler.to_dict: random takes a seed, tpe its options too (default: tpe, new seed)",
         "required": ["type"],
         "additionalProperties": False,
         "properties": {
