@@ -56,3 +56,10 @@ def test_asktell_compares_with_its_reference_on_the_same_schedule() -> None:
     assert "job sequences: identical" in out and "schedules: identical" in out
     assert "| aio_ashb Study.ask + Study.tell |" in out and "| aio_ashb simulate() |" in out
     assert "aio_ashb / reference cost:" in out and "simulate() / reference:" in out
+
+
+def test_coldstart_times_fresh_processes_and_names_the_heaviest_modules() -> None:
+    out = run("coldstart.py", "--runs", "1", "--modules", "3")
+    assert "| `import aio_ashb` |" in out and "| import + SQLite study + first trial |" in out
+    assert "Inside the last row's process (medians): import" in out
+    assert out.count("| aio_ashb") + out.count("| numpy") >= 1  # the module table has rows
