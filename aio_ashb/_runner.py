@@ -55,9 +55,8 @@ _FILL_BATCH = 32
 # loop, across all the fill() calls in it: the trials that end in one turn would each start the
 # next one in it, and a model-based sampler's proposal costs about 0.4 ms (TPESampler, 1,000
 # trials in flight in bench/scale.py). Past the budget, the filler task starts the rest in a
-# later turn. Measured there (50-200 ms steps, 5,000 trials): p99 loop lag 22-24 ms with 4 ms,
-# 16 ms with 2 ms, 8.0-8.6 ms with 1 ms (wall 1.39-1.40x, 1.47x and 1.43-1.48x the ideal);
-# 0.5 ms gave 6.8 ms but 1.58x: too few starts per turn to keep up.
+# later turn. Measured there (50-200 ms steps, 5,000 trials): p99 loop lag 12.5-13.6 ms with
+# 2 ms (1.36-1.47x the ideal time), 8.0-12.1 ms with 1 ms in 7 runs of 8 (20.9 in one; 1.45-1.63x).
 _FILL_BUDGET = 0.001
 # A run whose first this-many trials fail the same way before any report stops with that error.
 _FAIL_FAST = 5
@@ -126,6 +125,7 @@ class Runner:
         self.flusher_waits: asyncio.Future[None] | None = None
         self.more_to_fill = anyio.Event()  # fill() stopped at _FILL_BATCH with slots still free
         self.fill_spent = 0.0  # seconds of next_job in this turn of the loop (_FILL_BUDGET)
+        self.turn_marked = False  # a _new_turn is scheduled: it resets fill_spent in the next turn
         # Only for a model-based sampler (random starts cost ~30 us: _FILL_BATCH bounds them, and
         # deferring them cost the reuse of trial tasks, p99 lag 6 -> 8 ms in bench/scale.py), and
         # only on a real clock: on a virtual one (simulate()) a budget of real seconds would
@@ -209,7 +209,8 @@ class Runner:
                 self.fatal(exc)
                 return None
             if timed:
-                if self.fill_spent == 0.0:
+                if not self.turn_marked:  # one at a time: each reset would allow another budget
+                    self.turn_marked = True
                     self.loop.call_soon(self._new_turn)  # runs in the loop's next turn
                 self.fill_spent += perf_counter() - t0
             if job is None:
@@ -616,14 +617,14 @@ class Runner:
 
     def _new_turn(self) -> None:
         self.fill_spent = 0.0
+        self.turn_marked = False
 
     async def _filler(self) -> None:
         """Continue a fill() that stopped (_FILL_BATCH jobs, or _FILL_BUDGET spent), once the
-        loop had a turn."""
+        loop had a turn (the budget is _new_turn's to reset: once per turn)."""
         while True:
             await self.more_to_fill.wait()
             self.more_to_fill = anyio.Event()
-            self.fill_spent = 0.0
             self.fill()
 
     async def _flusher(self) -> None:

@@ -138,22 +138,25 @@ class History:
 
     def running_towards(self, milestone: int, limit: int) -> np.ndarray:
         """The numbers of the latest ``limit`` trials running towards ``milestone`` or below,
-        ascending. With few trials running, read from the dict; with many (when it matters),
-        from the end of a by-number array in blocks: one or two blocks, not a pass over all."""
+        ascending. With many trials running (when it matters) they are read from the end of a
+        by-number array in blocks, usually one or two; the dict of running trials is read when
+        they are few, or when the blocks read pass eight times their count (most of them run
+        towards higher milestones): either way, the cost is bounded by the running trials."""
         pending = self.pending
-        if len(pending) <= limit:
-            numbers = np.fromiter(pending.keys(), dtype=np.int64, count=len(pending))
-            targets = np.fromiter(pending.values(), dtype=np.int64, count=len(pending))
-            return np.sort(numbers[targets <= milestone])
-        towards = self._towards.view
-        found: list[np.ndarray] = []
-        count, end = 0, len(towards)
-        while end > 0 and count < limit:
-            start = max(0, end - 4096)
-            block = towards[start:end]
-            hits = np.flatnonzero((block >= 0) & (block <= milestone)) + start
-            found.append(hits)
-            count += len(hits)
-            end = start
-        numbers = np.concatenate(found[::-1]) if len(found) > 1 else found[0]
-        return numbers[-limit:]
+        if len(pending) > limit:
+            towards = self._towards.view
+            found: list[np.ndarray] = []
+            count, end, budget = 0, len(towards), len(towards) - 8 * len(pending)
+            while end > 0 and count < limit and end > budget:
+                start = max(0, end - 4096)
+                block = towards[start:end]
+                hits = np.flatnonzero((block >= 0) & (block <= milestone)) + start
+                found.append(hits)
+                count += len(hits)
+                end = start
+            if count >= limit or end == 0:
+                numbers = np.concatenate(found[::-1]) if len(found) > 1 else found[0]
+                return numbers[-limit:]
+        numbers = np.fromiter(pending.keys(), dtype=np.int64, count=len(pending))
+        targets = np.fromiter(pending.values(), dtype=np.int64, count=len(pending))
+        return np.sort(numbers[targets <= milestone])[-limit:]

@@ -196,7 +196,8 @@ class Categorical:
         for c in items:
             if not isinstance(c, _SCALARS):
                 raise ConfigError(f"Categorical choices must be str, int, float, bool or None, got {c!r}")
-        keys = [(type(c), c) for c in items]
+        # (type, value), NaN as one value: two NaN choices are one choice twice (see _same).
+        keys = [(type(c), "nan" if isinstance(c, float) and math.isnan(c) else c) for c in items]
         if len(set(keys)) != len(keys):
             raise ConfigError(f"Categorical choices must be distinct, got {list(items)!r}")
         object.__setattr__(self, "choices", items)

@@ -94,9 +94,10 @@ class _Geometry:
     hot_coord: np.ndarray  # per one-hot column: its categorical coordinate (0 = the first)
     hot_choice: np.ndarray  # per one-hot column: its choice
     # Scores are computed in float32 (twice as fast as float64 here, `exp` above all) unless a
-    # kernel's peak could overflow it (with every bandwidth >= 0.01, the magic clip's floor, a
-    # peak is below exp(4.4) per continuous coordinate) or the prior, 1 / prod(choices), is so
-    # small that kernels which still matter next to it could underflow.
+    # kernel's peak times its weight could near float32's limit (with every bandwidth >= 0.01,
+    # the magic clip's floor, it is below exp(4.4) per continuous coordinate) or the prior,
+    # 1 / prod(choices), is so small that kernels which still matter next to it could underflow;
+    # then in float64 and in the log domain (_Model.best).
     dtype: type[np.floating[Any]]
 
     @staticmethod
@@ -238,7 +239,7 @@ class _Density:
 
     def kernels_of(self, points: np.ndarray, numbers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The kernels at the points of trials ``numbers`` (rows of ``points``), cached."""
-        top = int(numbers[-1]) + 1
+        top = int(numbers.max()) + 1
         if self._cache is None or top > len(self._cache[2]):
             size = max(top, 2 * len(self._cache[2])) if self._cache is not None else top + 1024
             rows = np.empty((size, self.rows.shape[1]), dtype=self.geo.dtype)
@@ -338,9 +339,18 @@ class _Model:
         rows, weights = self.rows, self.weights
         if liars is not None:
             rows, weights = np.concatenate([rows, liars[0]]), np.concatenate([weights, liars[1]])
-        e = self.good.geo.query(candidates.cont, candidates.idx) @ rows.T
-        np.exp(e, out=e)
+        geo = self.good.geo
+        e = geo.query(candidates.cont, candidates.idx) @ rows.T
         g = len(self.good.rows)
+        if geo.dtype is np.float64:
+            # The spaces float32 cannot score (see _Geometry.dtype) can push exp past float64 too:
+            # in the log domain, as log_pdf.
+            e += np.log(weights)
+            prior = np.full((len(e), 1), -float(np.sum(np.log(geo.n_choices))))
+            good = _logsumexp(np.concatenate([e[:, :g], prior], axis=1), axis=1)
+            bad = _logsumexp(np.concatenate([e[:, g:], prior], axis=1), axis=1)
+            return int(np.argmax(good - bad))
+        np.exp(e, out=e)
         good = (e[:, :g] @ weights[:g]).astype(np.float64) + self.prior
         bad = (e[:, g:] @ weights[g:]).astype(np.float64) + self.prior
         return int(np.argmax(good / bad))

@@ -131,6 +131,8 @@ def test_a_nan_constant_or_choice_matches_itself() -> None:
         space.validate({"eps": 0.0, "c": 1.0, "x": 0.5})
     with pytest.raises(ConfigError, match=r"'c'=2\.0"):
         space.validate({"eps": math.nan, "c": 2.0, "x": 0.5})
+    with pytest.raises(ConfigError, match="must be distinct"):
+        Categorical([math.nan, float("nan"), 1.0])  # one choice twice
 
 
 def test_serialization_round_trip() -> None:

@@ -26,7 +26,7 @@ from aio_ashb._core import (
 )
 from aio_ashb._core._history import History
 from aio_ashb._core._sampler import sampler_from_dict
-from aio_ashb._core._tpe import _Density, _fit_point, _Geometry
+from aio_ashb._core._tpe import _Density, _fit_point, _Geometry, _Model
 
 MIXED = aa.SearchSpace(
     {
@@ -369,6 +369,50 @@ def test_a_kernel_is_the_same_bits_alone_or_in_any_batch() -> None:
                 for r, w in (one, density.kernels(points[i : i + 1])):
                     assert r.reshape(-1).tobytes() == rows[i].tobytes()
                     assert w.reshape(-1).tobytes() == weights[i : i + 1].tobytes()
+
+
+def test_running_trials_mostly_towards_higher_milestones_come_out_right() -> None:
+    # 40,000 trials, 301 running, only 5 of them towards milestone 1: reading the by-number
+    # array block by block would pass through all 40,000; past eight times the running count
+    # the dict is read instead. Same answer either way.
+    space = aa.SearchSpace({"x": aa.Float(0.0, 1.0)})
+    history = History(space)
+    for n in range(40_000):
+        history.created(n, {"x": 0.5}, 1)
+        history.settled(n)
+    for n in range(1_000, 1_296):
+        history.heading(n, 9)
+    for n in (3, 10, 500, 20_000, 39_999):
+        history.heading(n, 1)
+    assert len(history.pending) == 301
+    assert history.running_towards(1, 256).tolist() == [3, 10, 500, 20_000, 39_999]
+    assert history.running_towards(9, 256).tolist() == sorted(history.pending)[-256:]
+
+
+@pytest.mark.parametrize("shape", ["1,100 binary choices", "300 numbers, narrow kernels"])
+def test_spaces_float32_cannot_score_are_scored_in_the_log_domain(shape: str) -> None:
+    # The prior (1 / 2^1100) underflows float64, or 300 narrow kernels overflow exp: a plain
+    # ratio is 0/0 or inf/inf there. The proposal must still be the best log ratio, and
+    # nothing may warn (warnings are errors in this suite).
+    rng = np.random.default_rng(0)
+    if shape.startswith("1,100"):
+        space = aa.SearchSpace({f"c{i}": aa.Categorical([0, 1]) for i in range(1100)})
+        good_pts, bad_pts, widen = rng.random((10, 1100)), rng.random((40, 1100)), 3.0
+    else:
+        space = aa.SearchSpace({f"x{i}": aa.Float(0.0, 1.0) for i in range(300)})
+        good_pts = np.tile(rng.random(300), (120, 1))  # 120 alike: bandwidths at their 0.01 floor
+        bad_pts = np.tile(good_pts[0], (200, 1))
+        bad_pts[:100] = rng.random((100, 300))
+        widen = 1.0
+    geo = _Geometry.of(space)
+    assert geo.dtype is np.float64
+    good, bad = _Density(geo, good_pts, 1e-3, widen), _Density(geo, bad_pts, 1e-3, widen)
+    rows = np.concatenate([good.rows, bad.rows])
+    model = _Model(1, good, bad, rows, np.concatenate([good.weights, bad.weights]), 0.0, 0.2)
+    candidates = good.sample(rng, 32)
+    points = np.array([candidates.unit(geo, i) for i in range(32)])
+    score = good.log_pdf(points) - bad.log_pdf(points)
+    assert score[model.best(candidates, None)] == score.max()
 
 
 # ---------------------------------------------------------------- multi-fidelity
