@@ -56,8 +56,9 @@ _FILL_BATCH = 32
 # next one in it, and a model-based sampler's proposal costs about 0.4 ms (TPESampler, 1,000
 # trials in flight in bench/scale.py). Past the budget, the filler task starts the rest in a
 # later turn. Measured there (50-200 ms steps, 5,000 trials): p99 loop lag 12.5-13.6 ms with
-# 2 ms (1.36-1.47x the ideal time), 8.0-12.1 ms with 1 ms in 7 runs of 8 (20.9 in one; 1.45-1.63x).
-_FILL_BUDGET = 0.001
+# 2 ms (1.36-1.47x the ideal time), a median of 9.55 ms with 1 ms (8.0-20.9, 1.45-1.63x), 5.3-9.1
+# ms with 0.5 ms (1.39-1.58x): a proposal or two a turn, between the reports, loses nothing.
+_FILL_BUDGET = 0.0005
 # A run whose first this-many trials fail the same way before any report stops with that error.
 _FAIL_FAST = 5
 

@@ -274,7 +274,7 @@ async def test_costly_proposals_are_spread_over_loop_turns(
 ) -> None:
     # A learning sampler's proposals may cost milliseconds each: the runner spends at most
     # about _FILL_BUDGET of a loop turn on them. Here every job decision "takes" 1 ms (a fake
-    # clock), so a turn holds at most one more than the budget's milliseconds (2 with 1 ms),
+    # clock), so a budget lets one more than its whole milliseconds through (one with 0.5 ms),
     # where 32 (_FILL_BATCH) would start at once. With steps that never await, trials end and
     # take their next job without yielding, many in one turn: each reset of the budget (one
     # per turn) once scheduled another, and 47 proposals (68 ms) ran in one turn.
