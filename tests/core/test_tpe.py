@@ -25,8 +25,9 @@ from aio_ashb._core import (
     TrialState,
 )
 from aio_ashb._core._history import History
+from aio_ashb._core._kde import Density, Geometry, Ratio
 from aio_ashb._core._sampler import sampler_from_dict
-from aio_ashb._core._tpe import _Density, _fit_point, _Geometry, _Model
+from aio_ashb._core._tpe import _fit_point
 
 MIXED = aa.SearchSpace(
     {
@@ -307,7 +308,7 @@ def test_the_running_trials_a_liar_sees_are_the_latest_ones_towards_the_mileston
     assert len(history.pending) > 3_000  # the block path was taken, over several blocks
 
 
-def _density_by_definition(density: _Density, geo: _Geometry, centers: np.ndarray, x: np.ndarray) -> float:
+def _density_by_definition(density: Density, geo: Geometry, centers: np.ndarray, x: np.ndarray) -> float:
     """A kernel density's value at ``x``, written out from its definition in plain floats."""
 
     def phi(z: float) -> float:
@@ -333,12 +334,12 @@ def test_the_density_is_its_definition_and_integrates_to_one() -> None:
     # Scoring is one float32 product over kernel rows; the density it computes must still be
     # the truncated-Gaussian mixture it is documented as.
     space = aa.SearchSpace({"a": aa.Float(0, 1), "n": aa.Int(1, 5), "c": aa.Categorical(list("abc"))})
-    geo = _Geometry.of(space)
+    geo = Geometry.of(space)
     rng = np.random.default_rng(1)
     for m in (1, 7, 60):
         centers = rng.random((m, 3))
         centers[0, 0] = 0.0  # a kernel on a face: half of it is cut off
-        density = _Density(geo, centers, 1e-3, 3.0)
+        density = Density(geo, centers, 1e-3, 3.0)
         points = rng.random((20, 3))
         got = density.log_pdf(points)
         want = [_density_by_definition(density, geo, centers, x) for x in points]
@@ -357,9 +358,9 @@ def test_a_kernel_is_the_same_bits_alone_or_in_any_batch() -> None:
     space = aa.SearchSpace({**dims, "d": aa.Float(1e-5, 1, log=True)})
     rng = np.random.default_rng(2)
     # float64 too: a float32 row could hide a difference in the last bits of the arithmetic.
-    for geo in (_Geometry.of(space), dataclasses.replace(_Geometry.of(space), dtype=np.float64)):
+    for geo in (Geometry.of(space), dataclasses.replace(Geometry.of(space), dtype=np.float64)):
         for _ in range(25):
-            density = _Density(geo, rng.random((int(rng.integers(2, 60)), 4)), 1e-3, 3.0)
+            density = Density(geo, rng.random((int(rng.integers(2, 60)), 4)), 1e-3, 3.0)
             points = rng.random((40, 4))
             points[:4] = rng.integers(0, 2, (4, 4))  # corners: both truncations at their largest
             rows, weights = density.kernels(points)
@@ -404,15 +405,14 @@ def test_spaces_float32_cannot_score_are_scored_in_the_log_domain(shape: str) ->
         bad_pts = np.tile(good_pts[0], (200, 1))
         bad_pts[:100] = rng.random((100, 300))
         widen = 1.0
-    geo = _Geometry.of(space)
+    geo = Geometry.of(space)
     assert geo.dtype is np.float64
-    good, bad = _Density(geo, good_pts, 1e-3, widen), _Density(geo, bad_pts, 1e-3, widen)
-    rows = np.concatenate([good.rows, bad.rows])
-    model = _Model(1, good, bad, rows, np.concatenate([good.weights, bad.weights]), 0.0, 0.2)
+    good, bad = Density(geo, good_pts, 1e-3, widen), Density(geo, bad_pts, 1e-3, widen)
+    ratio = Ratio(good, bad)
     candidates = good.sample(rng, 32)
     points = np.array([candidates.unit(geo, i) for i in range(32)])
     score = good.log_pdf(points) - bad.log_pdf(points)
-    assert score[model.best(candidates, None)] == score.max()
+    assert score[ratio.best(candidates, None)] == score.max()
 
 
 # ---------------------------------------------------------------- multi-fidelity
