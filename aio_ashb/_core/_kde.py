@@ -255,15 +255,6 @@ class Density:
         row[-1] = const
         return row, weight
 
-    def log_pdf(self, points: np.ndarray) -> np.ndarray:
-        """The log density at points of the unit cube (what the scores are ratios of)."""
-        geo = self.geo
-        e = (geo.query(points[:, geo.cont], geo.indices(points)) @ self.rows.T).astype(np.float64)
-        e += np.log(self.weights.astype(np.float64))
-        prior = -np.sum(np.log(geo.n_choices))
-        out: np.ndarray = np.logaddexp(_logsumexp(e, axis=1), prior) - math.log(len(self.rows) + 1)
-        return out
-
     def sample(self, rng: np.random.Generator, n: int) -> Candidates:
         """``n`` draws from the density with its bandwidths widened (``widen`` at creation)."""
         geo, m = self.geo, len(self._idx)
@@ -313,7 +304,7 @@ class Ratio:
         g = len(self.good.rows)
         if geo.dtype is np.float64:
             # The spaces float32 cannot score (see Geometry.dtype) can push exp past float64 too:
-            # in the log domain, as log_pdf.
+            # in the log domain.
             e += np.log(weights)
             prior = np.full((len(e), 1), -float(np.sum(np.log(geo.n_choices))))
             good = _logsumexp(np.concatenate([e[:, :g], prior], axis=1), axis=1)

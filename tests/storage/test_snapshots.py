@@ -15,18 +15,13 @@ import aio_ashb as aa
 from aio_ashb import _journal
 from aio_ashb._core import TrialCreated
 from aio_ashb._factory import read_core
-from tests.helpers import SPACE, loss
+from tests.helpers import SPACE, loss, new_study
 
 
 async def run(db: Path, trials: int, **kw: Any) -> None:
-    study = await aa.create_study(
-        space=SPACE,
-        scheduler=aa.ASHA(1, 9, 3),
-        sampler=aa.RandomSampler(2),
-        storage=f"sqlite:///{db}",
-        name="s",
-        load_if_exists=True,
-        **kw,
+    storage, scheduler, sampler = f"sqlite:///{db}", aa.ASHA(1, 9, 3), aa.RandomSampler(2)
+    study = await new_study(
+        storage=storage, scheduler=scheduler, sampler=sampler, name="s", load_if_exists=True, **kw
     )
 
     async def objective(trial: aa.Trial) -> None:
