@@ -133,15 +133,19 @@ async def _opened(storage: Storage, owns: bool, *, keep: bool) -> AsyncIterator[
             await storage.close()
 
 
+def _core_of(config: Mapping[str, Any]) -> Core:
+    return Core(
+        SearchSpace.from_dict(config["space"]),
+        ASHA.from_dict(config["scheduler"]),
+        sampler_from_dict(config["sampler"]),
+        Direction(config["direction"]),
+    )
+
+
 def core_from_config(name: str, storage: Storage, config: Mapping[str, Any]) -> Core:
     """The scheduler a stored configuration describes (a malformed one means a damaged file)."""
     try:
-        return Core(
-            SearchSpace.from_dict(config["space"]),
-            ASHA.from_dict(config["scheduler"]),
-            sampler_from_dict(config["sampler"]),
-            Direction(config["direction"]),
-        )
+        return _core_of(config)
     except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
         raise CorruptDatabaseError(
             f"study {name!r} in {storage!r} has a malformed stored configuration ({type(exc).__name__}: "
@@ -188,6 +192,38 @@ def _options(durability: object, lease_ttl: object) -> _Options:
     return durability, float(lease_ttl)
 
 
+def _checked(
+    space: Mapping[str, Any] | SearchSpace,
+    direction: str | Direction,
+    scheduler: ASHA | None,
+    sampler: Sampler | None,
+) -> tuple[SearchSpace, Direction, ASHA]:
+    """create_study's checks of the study's configuration (the scheduler defaulted)."""
+    space_ = SearchSpace(space)
+    dir_ = _direction(direction)
+    if scheduler is None:
+        scheduler = ASHA()
+    if not isinstance(scheduler, ASHA):
+        raise ConfigError(f"scheduler must be an ASHA instance, got {scheduler!r}")
+    if sampler is not None and not isinstance(sampler, Sampler):
+        raise ConfigError(f"sampler must be a Sampler (e.g. RandomSampler), got {sampler!r}")
+    return space_, dir_, scheduler
+
+
+def new_core(
+    *,
+    space: Mapping[str, Any] | SearchSpace,
+    scheduler: ASHA | None,
+    sampler: Sampler | None,
+    direction: str | Direction,
+) -> Core:
+    """The core ``create_study`` would give a new study of this configuration (the same checks,
+    built from the configuration's stored form, as a study's is), for a caller with no storage:
+    ``simulate()``'s event engine."""
+    space_, dir_, scheduler = _checked(space, direction, scheduler, sampler)
+    return _core_of(_config(space_, scheduler, sampler if sampler is not None else TPESampler(), dir_))
+
+
 async def create_study(
     *,
     space: Mapping[str, Any] | SearchSpace,
@@ -215,14 +251,7 @@ async def create_study(
     lease, renewed by a running ``run()``, is considered abandoned by a dead runner.
     """
     options = _options(durability, lease_ttl)
-    space_ = SearchSpace(space)
-    dir_ = _direction(direction)
-    if scheduler is None:
-        scheduler = ASHA()
-    if not isinstance(scheduler, ASHA):
-        raise ConfigError(f"scheduler must be an ASHA instance, got {scheduler!r}")
-    if sampler is not None and not isinstance(sampler, Sampler):
-        raise ConfigError(f"sampler must be a Sampler (e.g. RandomSampler), got {sampler!r}")
+    space_, dir_, scheduler = _checked(space, direction, scheduler, sampler)
     name = f"study-{uuid.uuid4().hex[:8]}" if name is None else _check_name(name)
     store, owns = _parse_storage(storage)
     async with _opened(store, owns, keep=True):

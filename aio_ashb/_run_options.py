@@ -11,7 +11,7 @@ import anyio
 from aio_ashb._exceptions import ConfigError
 
 
-def _check_limit(name: str, value: object, *, minimum: float, integer: bool = False) -> None:
+def check_limit(name: str, value: object, *, minimum: float, integer: bool = False) -> None:
     if value is None:
         return
     if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value) or value < minimum:
@@ -34,12 +34,12 @@ class RunOptions:
     durable: bool = True
 
     def __post_init__(self) -> None:
-        _check_limit("max_trials", self.max_trials, minimum=0, integer=True)
-        _check_limit("concurrency", self.concurrency, minimum=1, integer=True)
-        _check_limit("timeout", self.timeout, minimum=0)
-        _check_limit("max_paused", self.max_paused, minimum=0)
-        _check_limit("trial_timeout", self.trial_timeout, minimum=0)
-        _check_limit("max_failures", self.max_failures, minimum=1)
+        check_limit("max_trials", self.max_trials, minimum=0, integer=True)
+        check_limit("concurrency", self.concurrency, minimum=1, integer=True)
+        check_limit("timeout", self.timeout, minimum=0)
+        check_limit("max_paused", self.max_paused, minimum=0)
+        check_limit("trial_timeout", self.trial_timeout, minimum=0)
+        check_limit("max_failures", self.max_failures, minimum=1)
         if not isinstance(self.retries, int) or isinstance(self.retries, bool) or self.retries < 0:
             raise ConfigError(f"retries must be an integer >= 0, got {self.retries!r}")
 

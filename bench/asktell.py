@@ -10,7 +10,8 @@ paper's ``get_job``, rungs as sorted lists) handing out the same jobs. The value
 depends only on its trial number and target, so both make the same decisions: the benchmark
 checks that the two job sequences are identical before timing anything.
 
-Part 2: ``aio_ashb.simulation.simulate()`` (the real ``study.run`` on a virtual clock) on an
+Part 2: ``aio_ashb.simulation.simulate()`` (its default event engine; ``--engine runner``: the
+real ``study.run`` on a virtual clock) on an
 LCBench-sized study: W = 16 workers, 50 epochs (rungs 1-3-9-27-50), a time budget of
 ``--budget`` mean full trainings (B = budget x 50 x mean epoch time / W), LCBench-like curves
 (error falling as a power of the epoch towards a per-configuration floor, epoch times spread
@@ -214,8 +215,13 @@ def reference_simulation(
 
 
 def aio_simulation(
-    curve: Callable[[dict[str, Any], int, int], tuple[float, float]], time_budget: float, seed: int
+    curve: Callable[[dict[str, Any], int, int], tuple[float, float]],
+    time_budget: float,
+    seed: int,
+    engine: str = "events",
 ) -> list[tuple[float, int, int, float]]:
+    # (no engine argument for the default: the script also times trees from before it existed)
+    kw: dict[str, Any] = {} if engine == "events" else {"engine": engine}
     result = simulate(
         curve,
         space=SPACE,
@@ -224,6 +230,7 @@ def aio_simulation(
         time_budget=time_budget,
         seed=seed,
         sampler=aa.RandomSampler(seed),  # the reference samples at random too
+        **kw,
     )
     return result.reports
 
@@ -254,6 +261,7 @@ def main() -> None:
         "--budget", type=float, default=100, help="simulation budget in mean full trainings (default 100)"
     )
     parser.add_argument("--repeats", type=int, default=5, help="repeats of every measurement (median)")
+    parser.add_argument("--engine", choices=["events", "runner"], default="events", help="simulate engine")
     args = parser.parse_args()
     print(f"# {machine()}\n")
 
@@ -282,18 +290,19 @@ def main() -> None:
     print(f"\naio_ashb / reference cost: {ratio:.1f}x (median of the repeats' ratios)\n")
 
     budget_s = args.budget * EPOCHS * LCBenchLike.MEAN_EPOCH / W
-    a = aio_simulation(LCBenchLike(0), budget_s, 0)
+    a = aio_simulation(LCBenchLike(0), budget_s, 0, args.engine)
     b = reference_simulation(LCBenchLike(0), W, budget_s, 0)
     check2 = same_schedule(a, b)
     sim_s: list[float] = []
     refsim_s: list[float] = []
     for _ in range(args.repeats):
-        sim_s.append(timed(lambda: aio_simulation(LCBenchLike(0), budget_s, 0)))
+        sim_s.append(timed(lambda: aio_simulation(LCBenchLike(0), budget_s, 0, args.engine)))
         refsim_s.append(timed(lambda: reference_simulation(LCBenchLike(0), W, budget_s, 0)))
     sim, ref = statistics.median(sim_s), statistics.median(refsim_s)
     trials = len({n for _, n, _, _ in a})
     print(
-        f"## 2. simulate(), LCBench-sized: W = {W}, {EPOCHS} epochs, budget {args.budget:g} full trainings\n"
+        f"## 2. simulate(engine={args.engine!r}), LCBench-sized: W = {W}, {EPOCHS} epochs, "
+        f"budget {args.budget:g} full trainings\n"
     )
     print(
         f"{trials:,} trials, {len(a):,} reports, {max(t for t, *_ in a) / 3600:.1f} simulated hours; "

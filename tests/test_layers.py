@@ -29,6 +29,7 @@ LAYERS: list[set[str]] = [
     {"aio_ashb._runner"},
     {"aio_ashb._study"},
     {"aio_ashb._factory"},
+    {"aio_ashb._simulator"},
     {"aio_ashb.simulation", "aio_ashb.plots"},
     {"aio_ashb"},
     {"aio_ashb.web"},

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
+import numpy as np
 import pytest
 
 import aio_ashb as aa
@@ -73,3 +75,119 @@ def test_a_curve_may_take_the_trial_number_and_the_sampler_is_chosen() -> None:
     # By default a simulation samples as a study does: TPESampler(seed).
     default = simulate(noisy, seed=3, **kw)
     assert default.reports == result.reports
+
+
+# ------------------------------------------------------------------ the two engines
+def jittered(params: dict[str, Any], step: int, number: int) -> tuple[float, float]:
+    """Durations that never tie (they depend on the trial, the step and a parameter), so the
+    two engines' only difference, the order of reports due at the same instant, never shows."""
+    spread = (number * 0.6180339887 + step * 0.4142135623) % 1.0
+    value = (params["x"] - 0.3) ** 2 + 1 / math.sqrt(step) + 0.05 * math.sin(7 * number + step)
+    return value, 0.5 + params["x"] + spread
+
+
+ENGINE_CASES: dict[str, dict[str, Any]] = {
+    "promotion, random, 4 workers": {
+        "scheduler": aa.ASHA(1, 27, 3),
+        "sampler": aa.RandomSampler(1),
+        "workers": 4,
+        "max_trials": 80,
+    },
+    "stopping, time budget": {
+        "scheduler": aa.ASHA(1, 27, 3, mode="stopping"),
+        "sampler": aa.RandomSampler(2),
+        "workers": 8,
+        "time_budget": 90.0,
+    },
+    "hyperband, TPE, 40 workers (more than a fill batch)": {
+        "scheduler": aa.ASHA(1, 27, 3, brackets="all"),
+        "sampler": aa.TPESampler(3),
+        "workers": 40,
+        "max_trials": 160,
+    },
+    "promotion, TPE, maximize, eta 2, time budget": {
+        "scheduler": aa.ASHA(1, 16, 2),
+        "sampler": aa.TPESampler(4),
+        "workers": 6,
+        "time_budget": 120.0,
+        "direction": "maximize",
+    },
+}
+
+
+@pytest.mark.parametrize("case", ENGINE_CASES, ids=list(ENGINE_CASES))
+def test_the_event_engine_decides_as_the_runner_does(case: str) -> None:
+    kw = {"space": SPACE, **ENGINE_CASES[case]}
+    events = simulate(jittered, **kw)
+    runner = simulate(jittered, engine="runner", **kw)
+    # The same reports (trial, step, value), each at the same simulated time (the runner's go
+    # through the log's wall-clock floats: equal to about 1e-7 s).
+    assert len(events.reports) == len(runner.reports) > 100
+    by_key = {(n, s): (t, v) for t, n, s, v in runner.reports}
+    for t, n, s, v in events.reports:
+        rt, rv = by_key[(n, s)]
+        assert v == rv
+        assert t == pytest.approx(rt, abs=1e-6)
+    assert events.duration == pytest.approx(runner.duration, abs=1e-6)
+    # And the same trials, ending the same way.
+    fields = ("number", "state", "params", "bracket", "step", "value", "rung_values")
+    assert [[getattr(t, f) for f in fields] for t in events.trials] == [
+        [getattr(t, f) for f in fields] for t in runner.trials
+    ]
+    assert all(t.state.is_finished for t in events.trials)
+    assert {t.state for t in events.trials} >= {aa.TrialState.STOPPED}
+
+
+def test_reports_due_together_are_taken_in_trial_number_order() -> None:
+    def flat(params: dict[str, Any], step: int) -> tuple[float, float]:
+        return params["x"] + 1 / step, 1.0  # every step takes one second: ties everywhere
+
+    kw: dict[str, Any] = {"space": SPACE, "scheduler": aa.ASHA(1, 9, 3), "workers": 5, "max_trials": 30}
+    result = simulate(flat, **kw)
+    assert result.reports == simulate(flat, **kw).reports  # deterministic
+    times = [t for t, _, _, _ in result.reports]
+    assert times == sorted(times) and all(t == int(t) for t in times)
+    for t in set(times):
+        numbers = [n for u, n, _, _ in result.reports if u == t]
+        assert numbers == sorted(numbers)
+
+
+def test_what_the_curve_gets_wrong_ends_an_event_simulation() -> None:
+    kw: dict[str, Any] = {"space": SPACE, "scheduler": aa.ASHA(1, 9, 3), "workers": 2, "max_trials": 5}
+
+    def broken(params: dict[str, Any], step: int) -> tuple[float, float]:
+        if step == 3:
+            raise KeyError("no epoch 3 in the table")
+        return 1.0, 1.0
+
+    with pytest.raises(KeyError, match="no epoch 3"):
+        simulate(broken, **kw)
+    with pytest.raises(aa.ReportError, match=r"trial 0 at step 1: .* got 'high'"):
+        simulate(lambda p, s: ("high", 1.0), **kw)  # type: ignore[arg-type,return-value]
+
+    def lasting(seconds: object) -> Any:
+        return lambda params, step: (1.0, seconds)
+
+    for seconds in (-1.0, math.nan, math.inf, "1", None):
+        match = rf"returned {re.escape(repr(seconds))} as the duration of trial 0's step 1"
+        with pytest.raises(aa.ConfigError, match=match):
+            simulate(lasting(seconds), **kw)
+    assert simulate(lambda p, s: (1, 2), **kw).duration > 0  # ints are numbers, numpy's too
+    result = simulate(lambda p, s: (np.float32(0.5), np.float32(1.5)), **kw)  # type: ignore[arg-type,return-value]
+    assert result.duration % 1.5 == 0 and {v for _, _, _, v in result.reports} == {0.5}
+    # The runner engine fails the trial instead, as it would an objective's error.
+    result = simulate(broken, engine="runner", **kw)
+    assert aa.TrialState.FAILED in {t.state for t in result.trials}
+
+
+@pytest.mark.parametrize(
+    ("arg", "value"),
+    [("workers", 0), ("workers", 1.5), ("workers", True), ("max_trials", -1), ("time_budget", math.nan)],
+)
+def test_bad_arguments_are_named(arg: str, value: object) -> None:
+    kw: dict[str, Any] = {"space": SPACE, "scheduler": aa.ASHA(1, 9, 3), "workers": 2, "max_trials": 5}
+    kw[arg] = value
+    with pytest.raises(aa.ConfigError, match=rf"{arg} must be .*, got {re.escape(repr(value))}"):
+        simulate(curve, **kw)
+    with pytest.raises(aa.ConfigError, match="engine must be 'events' or 'runner', got 'fast'"):
+        simulate(curve, space=SPACE, scheduler=aa.ASHA(1, 9, 3), workers=2, max_trials=5, engine="fast")

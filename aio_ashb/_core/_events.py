@@ -213,6 +213,17 @@ class TrialEnded:
     error: str | None = None
     time: float = 0.0
 
+    def __init__(self, number: int, state: TrialState, error: str | None = None, time: float = 0.0) -> None:
+        _ended_number(self, number)
+        _ended_state(self, state)
+        _ended_error(self, error)
+        _ended_time(self, time)
+
+
+_ended_number, _ended_state, _ended_error, _ended_time = _setters(
+    TrialEnded, "number", "state", "error", "time"
+)
+
 
 Event: TypeAlias = (
     Enqueued

@@ -96,6 +96,46 @@ class FrozenTrial:
     error: str | None
     checkpoint_step: int | None
 
+    def __init__(
+        self,
+        number: int,
+        state: TrialState,
+        params: dict[str, Any],
+        bracket: int,
+        step: int,
+        value: float | None,
+        resource: int,
+        rung_values: dict[int, float],
+        error: str | None,
+        checkpoint_step: int | None,
+    ) -> None:
+        # Slot by slot, past the frozen __setattr__ (the generated __init__ takes 4.5 us here;
+        # study.trials builds one per trial).
+        _put_number(self, number)
+        _put_state(self, state)
+        _put_params(self, params)
+        _put_bracket(self, bracket)
+        _put_step(self, step)
+        _put_value(self, value)
+        _put_resource(self, resource)
+        _put_rung_values(self, rung_values)
+        _put_error(self, error)
+        _put_checkpoint_step(self, checkpoint_step)
+
+
+(
+    _put_number,
+    _put_state,
+    _put_params,
+    _put_bracket,
+    _put_step,
+    _put_value,
+    _put_resource,
+    _put_rung_values,
+    _put_error,
+    _put_checkpoint_step,
+) = (vars(FrozenTrial)[f].__set__ for f in FrozenTrial.__slots__)
+
 
 class Core:
     """The scheduler state of one study.
