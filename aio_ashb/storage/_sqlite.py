@@ -29,6 +29,7 @@ file, so only ``load_checkpoint`` unpickles, and a storage opened with ``readonl
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import math
@@ -43,7 +44,6 @@ from typing import Any, Literal, TypeVar
 from urllib.parse import quote
 
 import anyio
-import anyio.lowlevel
 import anyio.to_thread
 
 from aio_ashb._core import Checkpointed, Event, TrialEnded
@@ -162,7 +162,10 @@ class SQLiteStorage(Storage):
         self._pending: list[Entry] = []  # queued, not yet written, in append order
         self._seq = 0  # appended so far (this process)
         self._durable = 0  # committed so far
-        self._committing: anyio.Event | None = None
+        # While a group commit's leader writes: the futures its followers wait on (bare
+        # futures, not an anyio Event: every durable report waits here, and anyio's Event cost
+        # as much as the rest of the wait; a follower cancelled cancels only its own).
+        self._committing: list[asyncio.Future[None]] | None = None
         self._fences = Fences()  # the leases held, and the events of lost ones
 
     def __repr__(self) -> str:
@@ -486,9 +489,12 @@ class SQLiteStorage(Storage):
         target = self._seq if seq is None else seq
         while self._durable < target or (seq is None and self._pending):
             if self._committing is not None:  # a leader is writing: wait for its outcome
-                await self._committing.wait()
+                wake = asyncio.get_running_loop().create_future()
+                self._committing.append(wake)
+                await wake
                 continue
-            self._committing = done = anyio.Event()
+            followers: list[asyncio.Future[None]] = []
+            self._committing = followers
             batch: list[Entry] | None = None
             snapshots: list[Entry] = []
             outcome = Outcome()
@@ -496,7 +502,9 @@ class SQLiteStorage(Storage):
             try:
                 # Let the tasks that are ready to run queue their events first (the trials that
                 # the previous commit woke up all report again at once): one commit, not two.
-                await anyio.lowlevel.cancel_shielded_checkpoint()
+                # Not shielded: a leader cancelled here commits nothing and hands over (finally),
+                # as a plain Task.cancel() did under anyio's shield; its events stay pending.
+                await asyncio.sleep(0)
                 batch, self._pending = self._pending, []
                 last = self._seq
                 if self._snapshots_queued:  # (a flag: the report path does not scan its batch)
@@ -515,7 +523,9 @@ class SQLiteStorage(Storage):
                         self._pending[:0] = batch
                         snapshots = []  # (a newer one will come)
                 self._committing = None
-                done.set()
+                for wake in followers:
+                    if not wake.done():  # (done: that follower was cancelled)
+                        wake.set_result(None)
             if snapshots:
                 await self._write_snapshots(snapshots)
         error = None if seq is None else self._fences.error_for(seq)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import sqlite3
 from pathlib import Path
@@ -294,6 +295,43 @@ async def test_cancelling_run_mid_commit_loses_nothing(tmp_path: Path) -> None:
     assert acknowledged
     for number, step, value in acknowledged:
         assert stored[(number, step)] == value
+
+
+@pytest.mark.asyncio
+async def test_a_cancelled_writer_of_a_group_commit_costs_the_others_nothing(tmp_path: Path) -> None:
+    """Durable reports share a commit: the first writer leads, the others wait for its outcome.
+    A follower cancelled stops waiting alone; a leader cancelled before it writes hands over, and
+    its event goes with the next commit."""
+    async with aa.SQLiteStorage(tmp_path / "group.db") as storage:
+        await storage.create_study("s", CONFIG)
+        outcome: dict[str, str] = {}
+
+        async def writer(name: str, number: int) -> None:
+            seq = storage.append("s", [Reported(number, 1, 0.5 + number, 0.0)])
+            try:
+                await storage.flush(seq)
+                outcome[name] = "durable" if storage.durable_seq >= seq else "returned early"
+            except asyncio.CancelledError:
+                outcome[name] = "cancelled"
+                raise
+
+        leader = asyncio.create_task(writer("leader", 0))
+        await asyncio.sleep(0)  # it leads: waiting one loop turn for more events to join
+        followers = [asyncio.create_task(writer(f"follower {n}", n)) for n in (1, 2, 3)]
+        await asyncio.sleep(0)  # they wait for its commit
+        leader.cancel()
+        followers[0].cancel()
+        await asyncio.gather(leader, *followers, return_exceptions=True)
+        assert outcome == {
+            "leader": "cancelled",
+            "follower 1": "cancelled",
+            "follower 2": "durable",
+            "follower 3": "durable",
+        }
+        # Every event appended was committed, the cancelled writers' too.
+        assert storage.durable_seq == storage.append("s", [])
+        events = await storage.read_events("s")
+        assert sorted(e.number for e in events if isinstance(e, Reported)) == [0, 1, 2, 3]
 
 
 # ---------------------------------------------------------------- one runner per study
