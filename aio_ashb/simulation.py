@@ -182,6 +182,8 @@ def simulate(
     check_limit("workers", workers, minimum=1, integer=True)
     check_limit("max_trials", max_trials, minimum=0, integer=True)
     check_limit("time_budget", time_budget, minimum=0)
+    if time_budget == 0:  # (the runner would start its first jobs, the event engine all: neither means it)
+        raise ConfigError("time_budget must be more than 0 simulated seconds, got 0")
     if engine not in ("events", "runner"):
         raise ConfigError(f"engine must be 'events' or 'runner', got {engine!r}")
     with_number = _takes_three(curve)

@@ -182,7 +182,14 @@ def test_what_the_curve_gets_wrong_ends_an_event_simulation() -> None:
 
 @pytest.mark.parametrize(
     ("arg", "value"),
-    [("workers", 0), ("workers", 1.5), ("workers", True), ("max_trials", -1), ("time_budget", math.nan)],
+    [
+        ("workers", 0),
+        ("workers", 1.5),
+        ("workers", True),
+        ("max_trials", -1),
+        ("time_budget", math.nan),
+        ("time_budget", 0),
+    ],
 )
 def test_bad_arguments_are_named(arg: str, value: object) -> None:
     kw: dict[str, Any] = {"space": SPACE, "scheduler": aa.ASHA(1, 9, 3), "workers": 2, "max_trials": 5}
