@@ -16,16 +16,18 @@ What the runner does and this mirrors, for that objective:
 - At the end, paused trials are STOPPED, in ``Core.waiting_trials()`` order.
 
 Where they differ: reports due at exactly the same instant are taken in trial-number order here
-(the runner's loop takes timers due together in its heap's order), and an
-exception from the curve (or a value or duration it returns that is not valid) ends the
-simulation here (a value that is not a number: :class:`ReportError`; a duration that is not a
-finite number >= 0: :class:`ConfigError`), where the runner would fail that trial.
+(the runner's loop takes timers due together in its heap's order, and timers less than 1e-9 s
+apart as due together), and an exception from the curve (or a value or duration it returns
+that is not valid) ends the simulation here (a value that is not a number: :class:`ReportError`;
+a duration that is not a finite number of seconds >= 0, or that would take the clock past the
+largest float: :class:`ConfigError`), where the runner would fail that trial.
 """
 
 from __future__ import annotations
 
 import heapq
 import math
+import numbers
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -58,13 +60,19 @@ def _checked_value(value: object, number: int, step: int) -> float:
         raise ReportError(f"the curve's value for trial {number} at step {step}: {exc}") from None
 
 
-def _checked_seconds(seconds: object, number: int, step: int) -> float:
-    if (
-        isinstance(seconds, (int, float, np.integer, np.floating))
-        and not isinstance(seconds, bool)
-        and 0 <= seconds < math.inf
-    ):
-        return float(seconds)
+def _checked_seconds(seconds: object, number: int, step: int, now: float) -> float:
+    if isinstance(seconds, (numbers.Real, np.integer, np.floating)) and not isinstance(seconds, bool):
+        try:
+            as_float = float(seconds)
+        except OverflowError:  # an int past 1e308
+            as_float = math.inf
+        if 0.0 <= as_float < math.inf:
+            if now + as_float == math.inf:
+                raise ConfigError(
+                    f"trial {number}'s step {step} would end after the end of time: {now!r} "
+                    f"simulated seconds plus {seconds!r} overflow a float"
+                )
+            return as_float
     raise ConfigError(
         f"the curve returned {seconds!r} as the duration of trial {number}'s step {step}; "
         "a duration is a finite number of seconds >= 0"
@@ -101,8 +109,8 @@ def run_events(
         value, seconds = call(params[number], s, number)  # its exceptions end the simulation
         if type(value) is not float:
             value = _checked_value(value, number, s)
-        if type(seconds) is not float or not 0.0 <= seconds < math.inf:
-            seconds = _checked_seconds(seconds, number, s)
+        if type(seconds) is not float or not 0.0 <= seconds < math.inf or now + seconds == math.inf:
+            seconds = _checked_seconds(seconds, number, s, now)  # (raises, or converts)
         return (now + seconds, number, s, value)
 
     def fill(now: float) -> None:

@@ -31,6 +31,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import numpy as np
+
 from aio_ashb._core import (
     ASHA,
     Direction,
@@ -137,6 +139,11 @@ class SimulationResult:
         return value
 
 
+def _plain_int(value: T) -> T | int:
+    """A numpy integer as an int (a count read from an array is one)."""
+    return int(value) if isinstance(value, np.integer) else value
+
+
 def _takes_three(curve: Curve) -> bool:
     try:
         inspect.signature(curve).bind(None, None, None)
@@ -168,17 +175,24 @@ def simulate(
     key observation noise by trial, or to record what each trial was shown). ``sampler``
     defaults to ``TPESampler(seed)``, as a study's does (``RandomSampler(seed)`` for random
     search). The study ends at ``max_trials`` or, gracefully, after ``time_budget`` simulated
-    seconds (one of them is required). Deterministic for a given ``seed``.
+    seconds (one of them is required; a curve whose steps take no time never reaches a time
+    budget). Deterministic for a given ``seed``.
 
     ``engine="events"`` (default) drives the study's core from a heap of step completions;
     ``engine="runner"`` runs ``study.run`` itself on a :class:`VirtualTimeLoop`, trial
-    coroutines and all, about five times slower. Both make the same decisions at the same times
-    (tested); they differ only in the order of reports due at exactly the same instant, and in
-    that an exception from the curve ends an "events" simulation (in "runner" it fails the
-    trial, as an objective's would).
+    coroutines and all, five times slower or more (it also wakes every 10 simulated seconds for
+    the study's lease). Both make the same decisions at the same times (tested); they differ only
+    in the order of reports due at exactly the same instant, and in what the curve gets wrong:
+    an exception, a value that is not a number or a duration that is not a finite number of
+    seconds >= 0 ends an "events" simulation with that error, while "runner" fails the trial as
+    it would an objective's error (and stops with it once its first five trials failed the same
+    way before any report).
     """
     if max_trials is None and time_budget is None:
         raise ConfigError("simulate() needs max_trials or time_budget, or it would never end")
+    if workers is None:  # (check_limit lets None through: it means "no limit" elsewhere)
+        raise ConfigError("workers must be a number >= 1, got None")
+    workers, max_trials = _plain_int(workers), _plain_int(max_trials)
     check_limit("workers", workers, minimum=1, integer=True)
     check_limit("max_trials", max_trials, minimum=0, integer=True)
     check_limit("time_budget", time_budget, minimum=0)
@@ -223,8 +237,8 @@ def simulate(
             await study.run(objective, max_trials=max_trials, concurrency=workers, timeout=time_budget)
             events = await study.storage.read_events(study.name)
         # The study's own record, on its own (simulated) time axis: the first trial was created
-        # when the run started.
-        t0 = next(e.time for e in events if isinstance(e, TrialCreated))
+        # when the run started (max_trials=0: there is none, and no report).
+        t0 = next((e.time for e in events if isinstance(e, TrialCreated)), 0.0)
         reports = [(e.time - t0, e.number, e.step, e.value) for e in events if isinstance(e, Reported)]
         return SimulationResult(study.trials, reports, now() - start, study.direction)
 

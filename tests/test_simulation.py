@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -168,11 +169,16 @@ def test_what_the_curve_gets_wrong_ends_an_event_simulation() -> None:
     def lasting(seconds: object) -> Any:
         return lambda params, step: (1.0, seconds)
 
-    for seconds in (-1.0, math.nan, math.inf, "1", None):
+    for seconds in (-1.0, math.nan, math.inf, "1", None, True, 10**400):
         match = rf"returned {re.escape(repr(seconds))} as the duration of trial 0's step 1"
         with pytest.raises(aa.ConfigError, match=match):
             simulate(lasting(seconds), **kw)
+    with pytest.raises(
+        aa.ConfigError, match=r"step 1 would end after the end of time: 1e\+308 .* plus 1e\+308"
+    ):
+        simulate(lasting(1e308), **kw)  # each finite, their sum not
     assert simulate(lambda p, s: (1, 2), **kw).duration > 0  # ints are numbers, numpy's too
+    assert simulate(lasting(Fraction(1, 2)), **kw).duration % 0.5 == 0
     result = simulate(lambda p, s: (np.float32(0.5), np.float32(1.5)), **kw)  # type: ignore[arg-type,return-value]
     assert result.duration % 1.5 == 0 and {v for _, _, _, v in result.reports} == {0.5}
     # The runner engine fails the trial instead, as it would an objective's error.
@@ -184,6 +190,7 @@ def test_what_the_curve_gets_wrong_ends_an_event_simulation() -> None:
     ("arg", "value"),
     [
         ("workers", 0),
+        ("workers", None),
         ("workers", 1.5),
         ("workers", True),
         ("max_trials", -1),
@@ -198,3 +205,12 @@ def test_bad_arguments_are_named(arg: str, value: object) -> None:
         simulate(curve, **kw)
     with pytest.raises(aa.ConfigError, match="engine must be 'events' or 'runner', got 'fast'"):
         simulate(curve, space=SPACE, scheduler=aa.ASHA(1, 9, 3), workers=2, max_trials=5, engine="fast")
+
+
+@pytest.mark.parametrize("engine", ["events", "runner"])
+def test_counts_may_be_numpy_integers_and_zero_trials_is_an_empty_study(engine: str) -> None:
+    kw: dict[str, Any] = {"space": SPACE, "scheduler": aa.ASHA(1, 9, 3), "engine": engine}
+    result = simulate(curve, workers=np.int64(2), max_trials=np.int64(4), **kw)  # type: ignore[arg-type]
+    assert len(result.trials) == 4
+    empty = simulate(curve, workers=2, max_trials=0, **kw)
+    assert (empty.trials, empty.reports, empty.duration) == ([], [], 0.0)
