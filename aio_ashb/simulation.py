@@ -43,7 +43,7 @@ from aio_ashb._core import (
     TPESampler,
     TrialCreated,
 )
-from aio_ashb._exceptions import ConfigError
+from aio_ashb._exceptions import ConfigError, StateError
 from aio_ashb._factory import create_study
 from aio_ashb._run_options import check_limit
 from aio_ashb._simulator import run_events
@@ -91,7 +91,19 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
 
 
 def run_virtual(main: Callable[[], Awaitable[T]]) -> T:
-    """Run ``main()`` to completion on a fresh :class:`VirtualTimeLoop`, then close it."""
+    """Run ``main()`` to completion on a fresh :class:`VirtualTimeLoop`, then close it. Not from
+    inside a running event loop (a notebook's, an application's): asyncio runs one loop per
+    thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass  # none: the usual case
+    else:
+        raise StateError(
+            "run_virtual() and simulate(engine='runner') run an event loop of their own, and this "
+            "thread is running one already; call them from plain code (or a thread of their own), "
+            "or use simulate()'s default engine, which needs no loop"
+        )
     loop = VirtualTimeLoop()
     try:
         return loop.run_until_complete(main())  # type: ignore[arg-type,unused-ignore]

@@ -214,3 +214,14 @@ def test_counts_may_be_numpy_integers_and_zero_trials_is_an_empty_study(engine: 
     assert len(result.trials) == 4
     empty = simulate(curve, workers=2, max_trials=0, **kw)
     assert (empty.trials, empty.reports, empty.duration) == ([], [], 0.0)
+
+
+@pytest.mark.asyncio
+async def test_the_event_engine_runs_inside_a_running_event_loop() -> None:
+    """A notebook or an async application calls simulate() from a running loop: the event engine
+    needs none of its own (the runner engine starts a loop, which asyncio refuses there)."""
+    kw: dict[str, Any] = {"space": SPACE, "scheduler": aa.ASHA(1, 9, 3), "workers": 4, "max_trials": 20}
+    result = simulate(curve, **kw)
+    assert len(result.trials) == 20
+    with pytest.raises(aa.StateError, match="this thread is running one already"):
+        simulate(curve, engine="runner", **kw)
