@@ -59,7 +59,7 @@ class Direction(enum.Enum):
 _Setter: TypeAlias = Callable[[Any, Any], None]
 
 
-def _setters(cls: type, *names: str) -> tuple[_Setter, ...]:
+def slot_setters(cls: type, *names: str) -> tuple[_Setter, ...]:
     """The ``__set__`` of each named slot of ``cls``: it writes the slot past the frozen
     dataclass's ``__setattr__``, as the generated ``__init__`` does, but in one call."""
     return tuple(vars(cls)[name].__set__ for name in names)
@@ -128,7 +128,7 @@ class TrialCreated:
         _created_time(self, time)
 
 
-_created_number, _created_bracket, _created_params, _created_rng_state, _created_time = _setters(
+_created_number, _created_bracket, _created_params, _created_rng_state, _created_time = slot_setters(
     TrialCreated, "number", "bracket", "params", "rng_state", "time"
 )
 
@@ -147,7 +147,7 @@ class TrialPromoted:
         _promoted_time(self, time)
 
 
-_promoted_number, _promoted_rung, _promoted_time = _setters(TrialPromoted, "number", "rung", "time")
+_promoted_number, _promoted_rung, _promoted_time = slot_setters(TrialPromoted, "number", "rung", "time")
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +162,7 @@ class TrialResumed:
         _resumed_time(self, time)
 
 
-_resumed_number, _resumed_time = _setters(TrialResumed, "number", "time")
+_resumed_number, _resumed_time = slot_setters(TrialResumed, "number", "time")
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +181,7 @@ class Reported:
         _reported_time(self, time)
 
 
-_reported_number, _reported_step, _reported_value, _reported_time = _setters(
+_reported_number, _reported_step, _reported_value, _reported_time = slot_setters(
     Reported, "number", "step", "value", "time"
 )
 
@@ -220,7 +220,7 @@ class TrialEnded:
         _ended_time(self, time)
 
 
-_ended_number, _ended_state, _ended_error, _ended_time = _setters(
+_ended_number, _ended_state, _ended_error, _ended_time = slot_setters(
     TrialEnded, "number", "state", "error", "time"
 )
 

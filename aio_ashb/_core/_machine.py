@@ -40,6 +40,7 @@ from aio_ashb._core._events import (
     TrialResumed,
     TrialState,
     pack_rng_state,
+    slot_setters,
     unpack_rng_state,
 )
 from aio_ashb._core._history import History
@@ -134,7 +135,7 @@ class FrozenTrial:
     _put_rung_values,
     _put_error,
     _put_checkpoint_step,
-) = (vars(FrozenTrial)[f].__set__ for f in FrozenTrial.__slots__)
+) = slot_setters(FrozenTrial, *FrozenTrial.__slots__)
 
 
 class Core:
