@@ -91,6 +91,12 @@ class Journal:
             self.core.apply(event)
         self.last_seq = self.storage.append(self.name, events)
 
+    def stop_paused(self, numbers: list[int], time: float) -> None:
+        """End the paused trials ``numbers`` as STOPPED (one TrialEnded each, applied by the
+        core in one call: ``Core.stop_paused``), then append their events."""
+        events = self.core.stop_paused(numbers, time)
+        self.last_seq = self.storage.append(self.name, events)
+
     def next_job(self, *, can_start: bool, time: float) -> Job | None:
         """The scheduler's next job (``get_job``), decided and applied by the core, then logged."""
         job = self.core.next_job(can_start=can_start, time=time)

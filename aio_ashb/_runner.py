@@ -471,7 +471,7 @@ class Runner:
             batch = waiting[i : i + _FILL_BATCH]
             now = self.clock()
             try:
-                self.journal.commit_all([TrialEnded(n, TrialState.STOPPED, None, now) for n in batch])
+                self.journal.stop_paused(batch, now)
             except StorageError as exc:
                 self.fatal(exc)
                 return

@@ -39,12 +39,9 @@ from aio_ashb._core import (
     Decision,
     Direction,
     FrozenTrial,
-    Reported,
     Sampler,
     SearchSpace,
     TrialCreated,
-    TrialEnded,
-    TrialState,
     check_value,
 )
 from aio_ashb._exceptions import ConfigError, ReportError
@@ -93,6 +90,7 @@ def run_events(
     """Simulate; ``call(params, step, number)`` is the curve. Returns (trials, reports in the
     order they were made, simulated duration, direction)."""
     core = new_core(space=space, scheduler=scheduler, sampler=sampler, direction=direction)
+    core.replayable = False  # no log: its TrialCreated events need no generator state
     origin = time.time()  # events carry wall-clock time, as a study's do: the start plus virtual seconds
     deadline = math.inf if time_budget is None else time_budget
     # Steps in progress, (due, trial, step, value): reports due at the same instant are taken
@@ -102,7 +100,7 @@ def run_events(
     reports: list[Report] = []
     running = 0
     starting = True  # False once the time budget is spent
-    apply, reported, continue_ = core.apply, reports.append, Decision.CONTINUE
+    report, reported, continue_ = core.report, reports.append, Decision.CONTINUE
 
     def started(number: int, s: int, now: float) -> tuple[float, int, int, float]:
         """Trial ``number``'s step ``s``, started at ``now``, as a heap entry."""
@@ -135,7 +133,7 @@ def run_events(
         now, n, s, value = heap[0]
         if starting and now >= deadline:  # the budget is spent first: nothing new from here on
             starting = False
-        decision = apply(Reported(n, s, value, origin + now))
+        decision = report(n, s, value)  # (Reported(n, s, value, origin + now), with no log to keep)
         reported((now, n, s, value))
         if decision is continue_:  # (the usual case: one sift of the heap, not two)
             heapq.heapreplace(heap, started(n, s + 1, now))
@@ -143,7 +141,5 @@ def run_events(
             heapq.heappop(heap)
             running -= 1
             fill(now)
-    ended = origin + now
-    for n in core.waiting_trials():
-        apply(TrialEnded(n, TrialState.STOPPED, None, ended))
+    core.stop_paused(core.waiting_trials(), origin + now)
     return core.trials(), reports, now, core.direction

@@ -104,13 +104,14 @@ class TrialCreated:
     has_uint32, uinteger)`` (:func:`pack_rng_state`), or numpy's dict itself in logs written
     before 2026-12-01. A tuple of numbers, not numpy's two nested dicts: every trial keeps its
     creation event in the log, and the tuple is a third of the memory and nothing for the
-    garbage collector to scan.
+    garbage collector to scan. ``None`` from a core whose events are never replayed
+    (``Core.replayable``: ``simulate()``'s); such an event cannot be applied.
     """
 
     number: int
     bracket: int
     params: dict[str, Any]
-    rng_state: RngState | dict[str, Any]
+    rng_state: RngState | dict[str, Any] | None
     time: float = 0.0
 
     def __init__(
@@ -118,7 +119,7 @@ class TrialCreated:
         number: int,
         bracket: int,
         params: dict[str, Any],
-        rng_state: RngState | dict[str, Any],
+        rng_state: RngState | dict[str, Any] | None,
         time: float = 0.0,
     ) -> None:
         _created_number(self, number)

@@ -274,9 +274,10 @@ def test_creation_events_carry_the_generator_state_packed_and_old_logs_replay_th
         assert isinstance(job, TrialCreated) and type(job.rng_state) is tuple
         assert job.rng_state[0] == "PCG64" and all(type(x) is int for x in job.rng_state[1:])
         events.append(job)
-    old_style = [
-        TrialCreated(e.number, e.bracket, e.params, unpack_rng_state(e.rng_state), e.time) for e in events
-    ]
+    old_style = []
+    for e in events:
+        assert e.rng_state is not None
+        old_style.append(TrialCreated(e.number, e.bracket, e.params, unpack_rng_state(e.rng_state), e.time))
     assert type(old_style[0].rng_state) is dict
     after_five = core.rng.bit_generator.state
     sixth = core.next_job()
@@ -437,3 +438,86 @@ def test_bracket_draw_bisects_as_searchsorted_does_at_the_edges() -> None:
     ]
     for u in points:
         assert bisect.bisect_right(cum.tolist(), u) == int(np.searchsorted(cum, u, side="right"))
+
+
+# ---------------------------------------------------------------- the fast paths of callers with no log
+def _paused_study(core: Core) -> list[Any]:
+    """Two brackets' worth of trials, a third of them failed, the rest reporting until paused:
+    the state at the end of a promotion-mode run. Returns the events applied."""
+    log: list[Any] = []
+    for n in start(core, 30):
+        log.append(core.apply(TrialEnded(n, TrialState.FAILED, "x")) if n % 3 == 0 else None)
+        step = 0
+        while n % 3 and core.state_of(n) is TrialState.RUNNING:
+            step += 1
+            core.apply(Reported(n, step, (n * 0.37) % 1.0))
+    return log
+
+
+def test_report_decides_as_applying_the_reported_event_does() -> None:
+    rng = np.random.default_rng(3)
+    by_event, by_call = make(max_resource=27, brackets=2), make(max_resource=27, brackets=2)
+    running: list[int] = []
+    for _ in range(2000):
+        while len(running) < 5:
+            job = by_event.next_job(can_start=by_event.n_trials < 200)
+            if job is None:
+                break
+            assert job == by_call.next_job(can_start=by_call.n_trials < 200)
+            running.append(job.number)
+        if not running:
+            break
+        n = running[int(rng.integers(len(running)))]
+        step, value = by_event.step_of(n) + int(rng.integers(1, 4)), float(rng.choice([0.1, 0.4, math.nan]))
+        decision = by_event.apply(Reported(n, step, value))
+        assert by_call.report(n, step, value) is decision
+        if decision is not CONTINUE:
+            running.remove(n)
+    assert _snapshot(by_call) == _snapshot(by_event)
+    checked = make(min_resource=3, max_resource=27)  # and it checks as apply does
+    (n,) = start(checked, 1)
+    assert checked.report(n, 2, 0.5) is CONTINUE
+    with pytest.raises(ReportError, match=f"trial {n} reported step 1 after step 2"):
+        checked.report(n, 1, 0.5)
+    with pytest.raises(ReportError, match="got None"):
+        checked.report(n, 3, None)  # type: ignore[arg-type]
+    with pytest.raises(StateError, match="no trial 999"):
+        checked.report(999, 1, 0.5)
+
+
+def test_stopping_the_paused_trials_at_once_is_applying_trial_ended_to_each() -> None:
+    one_by_one, at_once = make(max_resource=27, brackets=2), make(max_resource=27, brackets=2)
+    _paused_study(one_by_one), _paused_study(at_once)
+    waiting = one_by_one.waiting_trials()
+    assert len(waiting) > 10 and waiting == at_once.waiting_trials()
+    expected = [TrialEnded(n, TrialState.STOPPED, None, 7.0) for n in waiting]
+    for event in expected:
+        one_by_one.apply(event)
+    assert at_once.stop_paused(waiting, 7.0) == expected
+    assert _snapshot(at_once) == _snapshot(one_by_one)
+    assert at_once.waiting_trials() == [] and at_once.counts[TrialState.PAUSED] == 0
+    for _ in range(5):  # and it decides the same from here on: nothing left to promote
+        assert at_once.next_job() == one_by_one.next_job()
+
+
+@pytest.mark.parametrize("bad", [0, 999, -1, True, "1"])
+def test_stopping_a_trial_that_is_not_paused_is_refused_naming_it(bad: Any) -> None:
+    core = make()
+    _paused_study(core)  # trial 0 failed; 1, 2, ... paused
+    with pytest.raises(StateError, match=f"trial {bad!r}|trial {bad} is failed, not paused"):
+        core.stop_paused([1, bad, 2], 1.0)
+    # The trials before it are stopped, the ones after it untouched (as applying one by one).
+    assert core.state_of(1) is TrialState.STOPPED and core.state_of(2) is TrialState.PAUSED
+
+
+def test_a_core_that_is_not_replayable_records_no_generator_state() -> None:
+    """simulate()'s core: its creation events carry None, and the same params and decisions
+    as a replayable core's; applying such an event is refused."""
+    replayable, plain = make(brackets=2), make(brackets=2)
+    plain.replayable = False
+    for _ in range(10):
+        a, b = replayable.next_job(), plain.next_job()
+        assert isinstance(a, TrialCreated) and isinstance(b, TrialCreated)
+        assert b.rng_state is None and (a.number, a.bracket, a.params) == (b.number, b.bracket, b.params)
+    with pytest.raises(StateError, match="trial 0's creation carries no generator state"):
+        make().apply(TrialCreated(0, 0, {"x": 0.5}, None))
