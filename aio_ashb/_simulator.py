@@ -100,16 +100,18 @@ def run_events(
     reports: list[Report] = []
     running = 0
     starting = True  # False once the time budget is spent
-    report, reported, continue_ = core.report, reports.append, Decision.CONTINUE
+    report, reported, continue_, inf = core.report, reports.append, Decision.CONTINUE, math.inf
+    heappush, heappop, heapreplace = heapq.heappush, heapq.heappop, heapq.heapreplace
 
     def started(number: int, s: int, now: float) -> tuple[float, int, int, float]:
         """Trial ``number``'s step ``s``, started at ``now``, as a heap entry."""
         value, seconds = call(params[number], s, number)  # its exceptions end the simulation
         if type(value) is not float:
             value = _checked_value(value, number, s)
-        if type(seconds) is not float or not 0.0 <= seconds < math.inf or now + seconds == math.inf:
-            seconds = _checked_seconds(seconds, number, s, now)  # (raises, or converts)
-        return (now + seconds, number, s, value)
+        # (now is finite and >= 0: a due time below inf means a finite duration, no overflow)
+        if type(seconds) is not float or not seconds >= 0.0 or not (due := now + seconds) < inf:
+            due = now + _checked_seconds(seconds, number, s, now)  # (raises, or converts)
+        return (due, number, s, value)
 
     def fill(now: float) -> None:
         """Runner.fill: every free slot gets the scheduler's next job, now."""
@@ -123,22 +125,23 @@ def run_events(
             n = job.number
             if type(job) is TrialCreated:
                 params.append(dict(job.params))  # a copy: the core's is not the curve's
-                heapq.heappush(heap, started(n, 1, now))
+                heappush(heap, started(n, 1, now))
             else:  # promoted: on from its last report
-                heapq.heappush(heap, started(n, core.step_of(n) + 1, now))
+                heappush(heap, started(n, core.step_of(n) + 1, now))
 
     fill(0.0)
     now = 0.0
     while heap:
-        now, n, s, value = heap[0]
+        entry = heap[0]
+        now, n, s, value = entry
         if starting and now >= deadline:  # the budget is spent first: nothing new from here on
             starting = False
         decision = report(n, s, value)  # (Reported(n, s, value, origin + now), with no log to keep)
-        reported((now, n, s, value))
+        reported(entry)  # (the heap entry is the report's record: its tuple is never changed)
         if decision is continue_:  # (the usual case: one sift of the heap, not two)
-            heapq.heapreplace(heap, started(n, s + 1, now))
+            heapreplace(heap, started(n, s + 1, now))
         else:  # PAUSE, STOP or COMPLETE: the slot is free (a pause may be promoted straight back)
-            heapq.heappop(heap)
+            heappop(heap)
             running -= 1
             fill(now)
     core.stop_paused(core.waiting_trials(), origin + now)

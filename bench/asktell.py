@@ -287,7 +287,7 @@ def main() -> None:
     print(f"| aio_ashb Study.ask + Study.tell | {aio_rate:,.0f} | {1e6 / aio_rate:.1f} |")
     print(f"| reference ASHA (plain Python, this script) | {ref_rate:,.0f} | {1e6 / ref_rate:.1f} |")
     ratio = statistics.median(a / r for a, r in zip(aio_s, ref_s, strict=True))
-    print(f"\naio_ashb / reference cost: {ratio:.1f}x (median of the repeats' ratios)\n")
+    print(f"\naio_ashb / reference cost: {ratio:.2f}x (median of the repeats' ratios)\n")
 
     budget_s = args.budget * EPOCHS * LCBenchLike.MEAN_EPOCH / W
     a = aio_simulation(LCBenchLike(0), budget_s, 0, args.engine)
@@ -315,7 +315,7 @@ def main() -> None:
         f"| reference Algorithm 2, event heap (plain Python, this script) | {ref:.3f} | {len(b) / ref:,.0f} |"
     )
     ratio = statistics.median(a / r for a, r in zip(sim_s, refsim_s, strict=True))
-    print(f"\nsimulate() / reference: {ratio:.1f}x (median of the repeats' ratios)")
+    print(f"\nsimulate() / reference: {ratio:.2f}x (median of the repeats' ratios)")
 
 
 if __name__ == "__main__":

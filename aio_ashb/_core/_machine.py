@@ -568,12 +568,16 @@ class Core:
         return [n for n, s in enumerate(self._state) if s is state]
 
     def frozen(self, number: int) -> FrozenTrial:
-        state = self._state_of(number)
+        self._state_of(number)
+        return self._frozen(number)
+
+    def _frozen(self, number: int) -> FrozenTrial:
+        """``frozen(number)`` for a number known to be a trial's."""
         ms = self._milestones[self._bracket[number]]
         values = self._rung_values[number]
         return FrozenTrial(  # (positional, in field order: a third faster than by keyword)
             number,
-            state,
+            self._state[number],
             dict(self._params[number]),
             self._bracket[number],
             self._step[number],
@@ -615,7 +619,7 @@ class Core:
         return out
 
     def trials(self) -> list[FrozenTrial]:
-        return [self.frozen(i) for i in range(len(self._state))]
+        return list(map(self._frozen, range(len(self._state))))
 
     def best(self) -> FrozenTrial | None:
         """The best trial at the highest milestone any trial has reached."""
