@@ -39,6 +39,7 @@ from aio_ashb._core import (
     TrialState,
     check_step,
     check_value,
+    slot_setters,
 )
 from aio_ashb._exceptions import ConfigError, StateError, StorageError
 from aio_ashb._executors import Executor, LoopExecutor, ThreadExecutor
@@ -76,6 +77,23 @@ class AskedJob:
     step: int
     target: int
     checkpoint: Any
+
+    def __init__(
+        self, number: int, params: dict[str, Any], bracket: int, step: int, target: int, checkpoint: Any
+    ) -> None:
+        # Slot by slot, past the frozen __setattr__ (every ask() builds one: 2.0 µs here, against
+        # 2.9 for the generated __init__).
+        _job_number(self, number)
+        _job_params(self, params)
+        _job_bracket(self, bracket)
+        _job_step(self, step)
+        _job_target(self, target)
+        _job_checkpoint(self, checkpoint)
+
+
+_job_number, _job_params, _job_bracket, _job_step, _job_target, _job_checkpoint = slot_setters(
+    AskedJob, *AskedJob.__slots__
+)
 
 
 class Study:

@@ -31,6 +31,7 @@ from aio_ashb._core._events import (
     TrialPromoted,
     TrialResumed,
     TrialState,
+    slot_setters,
 )
 from aio_ashb._core._machine import Core, FrozenTrial, check_step, check_value
 from aio_ashb._core._sampler import RandomSampler, Sampler, sampler_from_dict
@@ -67,4 +68,5 @@ __all__ = [
     "check_step",
     "check_value",
     "sampler_from_dict",
+    "slot_setters",
 ]
