@@ -312,7 +312,7 @@ class Core:
     def stop_paused(self, numbers: Sequence[int], time: float = 0.0) -> list[TrialEnded]:
         """End the paused trials ``numbers`` as STOPPED and return the events that record it,
         applied: what applying ``TrialEnded(n, STOPPED, None, time)`` for each does, for the
-        thousands of trials that wait at the end of a promotion-mode run, in a third of the
+        thousands of trials that wait at the end of a promotion-mode run, in half the
         time. A number that is not a paused trial raises StateError; the trials before it stay
         stopped, their events unreturned (as with the events applied one by one)."""
         states, waiting, granted, brackets, rungs = (
@@ -575,7 +575,7 @@ class Core:
         """``frozen(number)`` for a number known to be a trial's."""
         ms = self._milestones[self._bracket[number]]
         values = self._rung_values[number]
-        return FrozenTrial(  # (positional, in field order: a third faster than by keyword)
+        return FrozenTrial(  # (positional, in field order: 2.3 µs against 3.1 by keyword)
             number,
             self._state[number],
             dict(self._params[number]),
