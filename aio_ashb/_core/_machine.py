@@ -311,10 +311,11 @@ class Core:
 
     def stop_paused(self, numbers: Sequence[int], time: float = 0.0) -> list[TrialEnded]:
         """End the paused trials ``numbers`` as STOPPED and return the events that record it,
-        applied: what applying ``TrialEnded(n, STOPPED, None, time)`` for each does, for the
-        thousands of trials that wait at the end of a promotion-mode run, in half the
-        time. A number that is not a paused trial raises StateError; the trials before it stay
-        stopped, their events unreturned (as with the events applied one by one)."""
+        applied: for paused trials, what applying ``TrialEnded(n, STOPPED, None, time)`` to
+        each does, in half the time (most trials of a promotion-mode run end this way). Only
+        paused trials: a number that is not one raises StateError (where ``TrialEnded`` would
+        also stop a running or interrupted trial); the trials before it stay stopped, their
+        events unreturned, as when applying the events one by one fails midway."""
         states, waiting, granted, brackets, rungs = (
             self._state,
             self._waiting,
@@ -350,14 +351,15 @@ class Core:
             raise StateError(f"trial {ev.number} created out of order; next is {n}")
         if not 0 <= ev.bracket < len(self._rungs):
             raise StateError(f"bracket {ev.bracket} does not exist")
-        if self._queue:
-            if ev.params != self._queue[0]:
-                raise StateError(f"trial {ev.number} should have taken the enqueued params first")
-            self._queue.popleft()
-        # Replay: restore the generator as it was after this trial's draws.
+        if self._queue and ev.params != self._queue[0]:
+            raise StateError(f"trial {ev.number} should have taken the enqueued params first")
         if ev.rng_state is None:
             raise StateError(f"trial {ev.number}'s creation carries no generator state to replay")
+        # Replay: restore the generator as it was after this trial's draws (numpy checks the
+        # state before it takes it: a bad one raises here, with nothing changed yet).
         self.rng.bit_generator.state = unpack_rng_state(ev.rng_state)
+        if self._queue:
+            self._queue.popleft()
         self._create(n, ev.bracket, ev.params)
 
     def _create(self, n: int, bracket: int, params: dict[str, Any]) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from os import urandom
+import secrets
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -17,9 +17,7 @@ if TYPE_CHECKING:
 def study_seed(seed: int | None) -> int:
     """A sampler's seed, checked; ``None`` draws one from the OS (recorded with the study)."""
     if seed is None:
-        # 63 bits from the OS (where secrets.randbits reads them), without importing secrets:
-        # its hmac and hashlib cost every cold start about 7 ms.
-        return int.from_bytes(urandom(8), "big") >> 1
+        return secrets.randbits(63)
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
         raise ConfigError(f"seed must be a non-negative integer or None, got {seed!r}")
     return int(seed)

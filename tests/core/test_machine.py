@@ -519,5 +519,9 @@ def test_a_core_that_is_not_replayable_records_no_generator_state() -> None:
         a, b = replayable.next_job(), plain.next_job()
         assert isinstance(a, TrialCreated) and isinstance(b, TrialCreated)
         assert b.rng_state is None and (a.number, a.bracket, a.params) == (b.number, b.bracket, b.params)
+    replaying = make()
+    replaying.apply(Enqueued({"x": 0.5}))
+    before = _snapshot(replaying)
     with pytest.raises(StateError, match="trial 0's creation carries no generator state"):
-        make().apply(TrialCreated(0, 0, {"x": 0.5}, None))
+        replaying.apply(TrialCreated(0, 0, {"x": 0.5}, None))
+    assert _snapshot(replaying) == before and replaying.n_enqueued == 1  # refused, nothing changed
