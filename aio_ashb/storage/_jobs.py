@@ -11,12 +11,11 @@ from typing import Any, TypeVar
 
 from aio_ashb.storage import _owner
 from aio_ashb.storage._schema import (
-    DELETE_CHECKPOINT,
-    INSERT_EVENT,
     ROWS_PER_STATEMENT,
     SELECT_LEASE,
     UPSERT_CHECKPOINT,
     UPSERT_SNAPSHOT,
+    delete_checkpoints,
     insert_rows,
 )
 
@@ -24,7 +23,7 @@ T = TypeVar("T")
 # A queued write: ("e", event row, sequence number) | ("c", checkpoint row, 0) | ("d", key, 0)
 # | ("s", snapshot row, 0). Every row starts with the study's id.
 Entry = tuple[str, tuple[Any, ...], int]
-_SQL = {"e": INSERT_EVENT, "c": UPSERT_CHECKPOINT, "d": DELETE_CHECKPOINT, "s": UPSERT_SNAPSHOT}
+_SQL = {"c": UPSERT_CHECKPOINT, "s": UPSERT_SNAPSHOT}  # the kinds written a statement per row
 # Space: once a commit has freed pages (dropped checkpoints), reclaim them when they are more than
 # this many pages and half the file, this many pages per commit (a few ms each).
 _RECLAIM_PAGES = 1024
@@ -93,16 +92,28 @@ def reclaim(db: sqlite3.Connection, *, everything: bool = False) -> None:
 
 
 def write_rows(db: sqlite3.Connection, rows: list[Entry]) -> None:
-    """Queued writes, in order, inside the caller's transaction."""
-    if not rows:
-        return
-    if len(rows) <= ROWS_PER_STATEMENT and all(e[0] == "e" for e in rows):
-        # The common batch, reports only: one multi-row INSERT.
-        db.execute(insert_rows(len(rows)), [v for e in rows for v in e[1]])
-        return
-    # Consecutive rows of one kind go in one executemany; the order of kinds is kept.
+    """Queued writes, inside the caller's transaction, in few statements.
+
+    The events go first, in multi-row INSERTs of up to ROWS_PER_STATEMENT rows (another table
+    than the checkpoints': what the transaction commits is what the queue's order would), then
+    the checkpoint writes and drops in queue order, drops many per statement. A statement per
+    row, as a run's end (a TrialEnded and a drop per paused trial) was written before, took
+    twice as long, and each statement is one more wait of this thread for the GIL while the
+    event loop is busy.
+    """
+    events = [e[1] for e in rows if e[0] == "e"]
+    for i in range(0, len(events), ROWS_PER_STATEMENT):
+        chunk = events[i : i + ROWS_PER_STATEMENT]
+        db.execute(insert_rows(len(chunk)), [v for row in chunk for v in row])
+    others = [e for e in rows if e[0] != "e"] if len(events) < len(rows) else []
     start = 0
-    for i in range(1, len(rows) + 1):
-        if i == len(rows) or rows[i][0] != rows[start][0]:
-            db.executemany(_SQL[rows[start][0]], [e[1] for e in rows[start:i]])
+    for i in range(1, len(others) + 1):  # runs of one kind, in order
+        if i == len(others) or others[i][0] != others[start][0]:
+            kind, run = others[start][0], [e[1] for e in others[start:i]]
+            if kind == "d":
+                for j in range(0, len(run), ROWS_PER_STATEMENT):
+                    chunk = run[j : j + ROWS_PER_STATEMENT]
+                    db.execute(delete_checkpoints(len(chunk)), [v for key in chunk for v in key])
+            else:
+                db.executemany(_SQL[kind], run)
             start = i

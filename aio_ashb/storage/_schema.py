@@ -157,6 +157,15 @@ UPSERT_CHECKPOINT = (
     "ON CONFLICT (study_id, number) DO UPDATE SET step = excluded.step, payload = excluded.payload"
 )
 DELETE_CHECKPOINT = "DELETE FROM checkpoints WHERE study_id = ? AND number = ?"
+
+
+@functools.lru_cache(maxsize=64)
+def delete_checkpoints(n: int) -> str:
+    """One DELETE of the checkpoints of ``n`` (study id, trial number) keys."""
+    keys = ",".join(["(?,?)"] * n)
+    return f"DELETE FROM checkpoints WHERE (study_id, number) IN (VALUES {keys})"
+
+
 UPSERT_SNAPSHOT = (
     "INSERT INTO snapshots (study_id, seq, data) VALUES (?,?,?) "
     "ON CONFLICT (study_id) DO UPDATE SET seq = excluded.seq, data = excluded.data"
