@@ -218,7 +218,7 @@ class Core:
             Enqueued: self._on_enqueued,
         }
 
-    # ------------------------------------------------------------------ the one entry point
+    # ------------------------------------------------------------------ applying events
     def apply(self, event: Event) -> Decision | None:
         """Apply one event; a :class:`Reported` event returns the scheduler's decision.
 
