@@ -63,3 +63,9 @@ def test_coldstart_times_fresh_processes_and_names_the_heaviest_modules() -> Non
     assert "| `import aio_ashb` |" in out and "| import + SQLite study + first trial |" in out
     assert "Inside the last row's process (medians): import" in out
     assert out.count("| aio_ashb") + out.count("| numpy") >= 1  # the module table has rows
+
+
+def test_embedded_prints_the_three_cases() -> None:
+    out = run("embedded.py", "--seconds", "0.5")
+    for case in ("study alone", "next to a busy application", "next to a busy application, handover off"):
+        assert f"| {case} |" in out

@@ -13,6 +13,16 @@ never split a transaction or leave one open, and the bookkeeping of what is comm
 The thread is a daemon: at interpreter exit it is simply stopped, which SQLite is built for (a
 transaction that did not reach ``COMMIT`` is rolled back when the file is next opened; every
 committed one is kept).
+
+The GIL handover. CPython's ``sqlite3`` releases the GIL around each SQLite call, so the thread
+must take it back many times per job. A loop that is never idle (an application computing
+between its awaits) releases the GIL and takes it again at every turn, in its ``select`` with a
+timeout of 0, before the waiting thread has even woken; and CPython only asks the holder to drop
+the GIL after a switch interval with no switch, which such a loop never lets pass. The thread
+then starves: a durable study made no commit in seconds (``bench/embedded.py``). So while a job
+has been out for a while, a loop timer blocks the loop on the thread's "no job left" event for
+a fraction of a millisecond, at growing intervals: a job that only waits on the disk costs the
+loop a few percent, and a starving thread gets the GIL.
 """
 
 from __future__ import annotations
@@ -33,6 +43,15 @@ Job = Callable[[sqlite3.Connection], Any]
 #: Threads of open connections are named so (tests look for leaks by this prefix).
 THREAD_PREFIX = "aio_ashb sqlite"
 
+#: Whether the loop hands the GIL over to a connection's thread whose job is late (see the
+#: module's docstring). Only ``bench/embedded.py`` turns it off, to show what it prevents.
+HAND_OVER = True
+#: A job out this long (s) gets its first handover; the interval then doubles up to the last.
+_HANDOVER_FIRST = 0.001
+_HANDOVER_LAST = 0.016
+#: How long (s) the loop blocks at most per handover.
+_HANDOVER_WAIT = 0.0005
+
 
 class _Job:
     """One call: the function, then how it ended (set on the event loop's thread)."""
@@ -48,14 +67,6 @@ class _Job:
         self.value: Any = None
 
 
-def _finish(job: _Job, ok: bool, value: Any) -> None:
-    """On the loop: record the outcome, then wake whoever waits for it."""
-    job.done, job.ok, job.value = True, ok, value
-    for future in (job.future, job.waiter):
-        if future is not None and not future.done():
-            future.set_result(None)
-
-
 class Connection:
     """A ``sqlite3.Connection`` owned by one daemon thread; :meth:`run` sends it a job."""
 
@@ -64,6 +75,13 @@ class Connection:
         self._thread = threading.Thread(target=self._serve, name=f"{THREAD_PREFIX} {label}", daemon=True)
         self._db: sqlite3.Connection | None = None
         self._closed = False
+        # The handover: jobs sent and not yet finished (counted on the loop), the timer, and
+        # an event the thread sets whenever its queue is empty.
+        self._unfinished = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop they are counted on
+        self._idle = threading.Event()
+        self._idle.set()
 
     async def open(self, connect: Callable[[], sqlite3.Connection]) -> None:
         """Start the thread and connect there (sqlite3 errors are raised as they are)."""
@@ -86,9 +104,31 @@ class Connection:
                 value, ok = job.fn(self._db), True  # type: ignore[arg-type]
             except BaseException as exc:  # handed to the awaiting task, whatever it is
                 value, ok = exc, False
+            if self._jobs.empty():
+                self._idle.set()
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
-                job.future.get_loop().call_soon_threadsafe(_finish, job, ok, value)
+                job.future.get_loop().call_soon_threadsafe(self._finish, job, ok, value)
             del job, value
+
+    def _finish(self, job: _Job, ok: bool, value: Any) -> None:
+        """On the loop: record the outcome, then wake whoever waits for it."""
+        job.done, job.ok, job.value = True, ok, value
+        for future in (job.future, job.waiter):
+            if future is not None and not future.done():
+                future.set_result(None)
+        if job.future.get_loop() is not self._loop:  # counted on a loop no longer used
+            return
+        self._unfinished -= 1
+        if not self._unfinished and self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _hand_over(self, interval: float) -> None:
+        """On the loop, while jobs are out: give the thread the GIL until it has no job left,
+        or for ``_HANDOVER_WAIT`` at most; then again after twice the interval."""
+        self._idle.wait(_HANDOVER_WAIT)
+        interval = min(2 * interval, _HANDOVER_LAST)
+        self._timer = asyncio.get_running_loop().call_later(interval, self._hand_over, interval)
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(connection)`` on the thread and return what it returned (or raise what it
@@ -99,7 +139,16 @@ class Connection:
             raise RuntimeError("the connection is closed")
         loop = asyncio.get_running_loop()
         job = _Job(fn, loop.create_future())
+        # Put, then clear: should the thread finish the job in between and set the event, the
+        # next handover waits its 0.5 ms for nothing; the other order could leave the event set
+        # with a job queued, and the handover would then not hand over.
         self._jobs.put(job)
+        self._idle.clear()
+        if loop is not self._loop:  # a new loop (the jobs of a closed one never finish there)
+            self._loop, self._unfinished, self._timer = loop, 0, None
+        self._unfinished += 1
+        if self._timer is None and HAND_OVER:
+            self._timer = loop.call_later(_HANDOVER_FIRST, self._hand_over, _HANDOVER_FIRST)
         try:
             await job.future
         except asyncio.CancelledError:
