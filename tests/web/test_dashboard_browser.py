@@ -194,3 +194,30 @@ def test_watching_a_running_study(served: tuple[str, Path], tmp_path: Path) -> N
         writer.join(60)
     for name in ["studies.png", "study.png", "trial.png", "study-phone.png"]:
         assert (tmp_path / name).stat().st_size > 10_000, name
+
+
+def test_numbers_are_shown_to_six_significant_digits(served: tuple[str, Path]) -> None:
+    """The pages' one number format: trailing zeros of a fraction go, an integer part's and an
+    exponent's stay (100000.3 was once shown as "1")."""
+    url, _db = served
+    shown = {
+        100000.3: "100000",
+        -120000.25: "-120000",
+        99999.99999: "100000",
+        123456.7: "123457",
+        10.00001: "10",
+        0.1: "0.1",
+        0.000123456789: "0.000123457",
+        1.5e-7: "1.5e-7",
+        1.0000000000001e-7: "1e-7",
+        1234567.5: "1.23457e+6",
+        2.5e21: "2.5e+21",
+        42.0: "42",
+    }
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto(url + "/")
+        got = page.evaluate("vs => vs.map(fmt)", list(shown))
+        browser.close()
+    assert dict(zip(shown, got, strict=True)) == shown

@@ -33,7 +33,14 @@ async function api(path) {
 
 function fmt(v) {
   if (v === null || v === undefined) return "–";
-  if (typeof v === "number") return Number.isInteger(v) ? String(v) : v.toPrecision(6).replace(/\.?0+$/, "");
+  if (typeof v === "number") {
+    if (Number.isInteger(v)) return String(v);
+    // Six significant digits, without the fraction's trailing zeros: never the integer part's
+    // (100000.3 is "100000", not "1") nor the exponent's.
+    const [digits, exp] = v.toPrecision(6).split("e");
+    const short = digits.includes(".") ? digits.replace(/\.?0+$/, "") : digits;
+    return exp === undefined ? short : `${short}e${exp}`;
+  }
   return String(v);
 }
 
