@@ -16,13 +16,14 @@ committed one is kept).
 
 The GIL handover. CPython's ``sqlite3`` releases the GIL around each SQLite call, so the thread
 must take it back many times per job. A loop that is never idle (an application computing
-between its awaits) releases the GIL and takes it again at every turn, in its ``select`` with a
-timeout of 0, before the waiting thread has even woken; and CPython only asks the holder to drop
-the GIL after a switch interval with no switch, which such a loop never lets pass. The thread
-then starves: a durable study made no commit in seconds (``bench/embedded.py``). So while a job
-has been out for a while, a loop timer blocks the loop on the thread's "no job left" event for
-a fraction of a millisecond, at growing intervals: a job that only waits on the disk costs the
-loop a few percent, and a starving thread gets the GIL.
+between its awaits) releases the GIL at every turn, in its ``select`` with a timeout of 0, and
+takes it back at once. Each release wakes the waiting thread, which mostly finds the GIL taken
+again, and restarts the 5 ms wait after which CPython would ask the holder to drop it: that wait
+never runs out. The thread gets the GIL only when it happens to win that race: a durable study
+made no commit for seconds at a time (``bench/embedded.py``). So while jobs are out, a loop
+timer blocks the loop on the thread's "no job left" event for up to half a millisecond, at
+growing intervals: a job that only waits on the disk costs the loop a few percent, and a
+starving thread gets the GIL.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ _HANDOVER_WAIT = 0.0005
 class _Job:
     """One call: the function, then how it ended (set on the event loop's thread)."""
 
-    __slots__ = ("fn", "future", "waiter", "done", "ok", "value")
+    __slots__ = ("fn", "future", "waiter", "done", "ok", "value", "epoch")
 
     def __init__(self, fn: Job, future: asyncio.Future[None]) -> None:
         self.fn = fn
@@ -65,6 +66,7 @@ class _Job:
         self.done = False
         self.ok = False
         self.value: Any = None
+        self.epoch = 0  # the connection's epoch it was counted in (see Connection.run)
 
 
 class Connection:
@@ -80,6 +82,7 @@ class Connection:
         self._unfinished = 0
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop they are counted on
+        self._epoch = 0  # one per loop the connection was used from, in turn
         self._idle = threading.Event()
         self._idle.set()
 
@@ -104,8 +107,11 @@ class Connection:
                 value, ok = job.fn(self._db), True  # type: ignore[arg-type]
             except BaseException as exc:  # handed to the awaiting task, whatever it is
                 value, ok = exc, False
-            if self._jobs.empty():
-                self._idle.set()
+            # Set, then look: a job put meanwhile is either seen here or cleared by its put
+            # (the other order let a put and clear fall between the look and the set).
+            self._idle.set()
+            if not self._jobs.empty():
+                self._idle.clear()
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
                 job.future.get_loop().call_soon_threadsafe(self._finish, job, ok, value)
             del job, value
@@ -116,19 +122,21 @@ class Connection:
         for future in (job.future, job.waiter):
             if future is not None and not future.done():
                 future.set_result(None)
-        if job.future.get_loop() is not self._loop:  # counted on a loop no longer used
+        if job.epoch != self._epoch:  # counted on a loop the connection has left
             return
         self._unfinished -= 1
         if not self._unfinished and self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
-    def _hand_over(self, interval: float) -> None:
+    def _hand_over(self, interval: float, epoch: int) -> None:
         """On the loop, while jobs are out: give the thread the GIL until it has no job left,
         or for ``_HANDOVER_WAIT`` at most; then again after twice the interval."""
+        if epoch != self._epoch:  # a timer of a loop the connection has left: let it end
+            return
         self._idle.wait(_HANDOVER_WAIT)
         interval = min(2 * interval, _HANDOVER_LAST)
-        self._timer = asyncio.get_running_loop().call_later(interval, self._hand_over, interval)
+        self._timer = asyncio.get_running_loop().call_later(interval, self._hand_over, interval, epoch)
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(connection)`` on the thread and return what it returned (or raise what it
@@ -144,11 +152,15 @@ class Connection:
         # with a job queued, and the handover would then not hand over.
         self._jobs.put(job)
         self._idle.clear()
-        if loop is not self._loop:  # a new loop (the jobs of a closed one never finish there)
+        if loop is not self._loop:
+            # Another loop: count afresh (the jobs of a closed loop never finish there), and
+            # let that loop's timer, and its jobs should it run again, count for nothing.
             self._loop, self._unfinished, self._timer = loop, 0, None
+            self._epoch += 1
+        job.epoch = self._epoch
         self._unfinished += 1
         if self._timer is None and HAND_OVER:
-            self._timer = loop.call_later(_HANDOVER_FIRST, self._hand_over, _HANDOVER_FIRST)
+            self._timer = loop.call_later(_HANDOVER_FIRST, self._hand_over, _HANDOVER_FIRST, self._epoch)
         try:
             await job.future
         except asyncio.CancelledError:
