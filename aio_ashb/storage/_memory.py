@@ -7,17 +7,80 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aio_ashb._core import Checkpointed, Event, Reported, TrialEnded
+from aio_ashb._core import (
+    Checkpointed,
+    Enqueued,
+    Event,
+    Reported,
+    TrialCreated,
+    TrialEnded,
+    TrialInterrupted,
+    TrialPromoted,
+    TrialResumed,
+    TrialState,
+)
 from aio_ashb._exceptions import DuplicateStudyError, StateError, StudyLockedError, StudyNotFoundError
 from aio_ashb.storage._base import Storage, StudyInfo, lease_message
+
+# The log keeps events as plain tuples of numbers and strings, not as event objects: the
+# garbage collector stops tracking such a tuple after it has seen it once, while every event
+# object stays tracked and is traversed by each full collection. (Params go in as a tuple of
+# items: a tuple that holds a dict is never untracked, even when the dict is.)
+# A 20,000-trial study left 2.6 tracked objects per trial in the log, and a full collection
+# took 58 ms; a study's full collections then grow with its length. A report is
+# (number, step, value, time); any other event starts with its kind's code (a str).
+_Row = tuple[Any, ...]
+
+
+def _row(ev: Event) -> _Row:
+    kind = type(ev)
+    if kind is TrialCreated:
+        assert isinstance(ev, TrialCreated)
+        return ("c", ev.number, ev.bracket, tuple(ev.params.items()), ev.rng_state, ev.time)
+    if kind is TrialPromoted:
+        assert isinstance(ev, TrialPromoted)
+        return ("p", ev.number, ev.rung, ev.time)
+    if kind is TrialEnded:
+        assert isinstance(ev, TrialEnded)
+        return ("e", ev.number, ev.state.value, ev.error, ev.time)
+    if kind is Checkpointed:  # the payload is kept apart, the latest only
+        assert isinstance(ev, Checkpointed)
+        return ("k", ev.number, ev.step, ev.time)
+    if kind is TrialResumed:
+        assert isinstance(ev, TrialResumed)
+        return ("r", ev.number, ev.time)
+    if kind is TrialInterrupted:
+        assert isinstance(ev, TrialInterrupted)
+        return ("i", ev.number, ev.time)
+    if kind is Enqueued:
+        assert isinstance(ev, Enqueued)
+        return ("q", tuple(ev.params.items()), ev.time)
+    raise TypeError(f"MemoryStorage cannot store {ev!r}: not an aio_ashb event")
+
+
+def _event(row: _Row) -> Event:
+    code = row[0]
+    if type(code) is int:
+        return Reported(*row)
+    if code == "c":
+        return TrialCreated(row[1], row[2], dict(row[3]), row[4], row[5])
+    if code == "p":
+        return TrialPromoted(*row[1:])
+    if code == "e":
+        return TrialEnded(row[1], TrialState(row[2]), row[3], row[4])
+    if code == "k":
+        return Checkpointed(row[1], row[2], None, row[3])
+    if code == "r":
+        return TrialResumed(*row[1:])
+    if code == "i":
+        return TrialInterrupted(*row[1:])
+    return Enqueued(dict(row[1]), row[2])
 
 
 @dataclass(slots=True)
 class _StudyLog:
     info: StudyInfo
-    # Reports, by far the most numerous events, are kept as plain tuples of numbers: less
-    # memory, and the garbage collector stops tracking them (it must traverse objects).
-    events: list[Event | tuple[int, int, float, float]] = field(default_factory=list)
+    events: list[_Row] = field(default_factory=list)
     values: dict[int, dict[int, float]] = field(default_factory=dict)
     checkpoints: dict[int, tuple[int, Any]] = field(default_factory=dict)
     lease: tuple[str, float] | None = None  # (holder, expires)
@@ -80,21 +143,26 @@ class MemoryStorage(Storage):
 
     def append(self, name: str, events: Sequence[Event]) -> int:
         log = self._log(name)
+        add = log.events.append
         for ev in events:
-            if isinstance(ev, Reported):
+            kind = type(ev)
+            if kind is Reported:
+                assert isinstance(ev, Reported)
                 curve = log.values.get(ev.number)
                 if curve is None:
                     curve = log.values[ev.number] = {}
                 curve[ev.step] = ev.value
-                log.events.append((ev.number, ev.step, ev.value, ev.time))
-            elif isinstance(ev, Checkpointed):
-                log.checkpoints[ev.number] = (ev.step, ev.payload)
-                log.events.append(Checkpointed(ev.number, ev.step, None, ev.time))
+                add((ev.number, ev.step, ev.value, ev.time))
             else:
-                if isinstance(ev, TrialEnded):
+                row = _row(ev)  # (raises for what is not an event, before it changes anything)
+                if kind is Checkpointed:
+                    assert isinstance(ev, Checkpointed)
+                    log.checkpoints[ev.number] = (ev.step, ev.payload)
+                elif kind is TrialEnded:
+                    assert isinstance(ev, TrialEnded)
                     log.checkpoints.pop(ev.number, None)
-                log.events.append(ev)
-        self._seq += len(events)
+                add(row)
+            self._seq += 1
         return self._seq
 
     @property
@@ -128,7 +196,7 @@ class MemoryStorage(Storage):
             log.lease = None
 
     async def read_events(self, name: str) -> list[Event]:
-        return [Reported(*ev) if type(ev) is tuple else ev for ev in self._log(name).events]  # type: ignore[misc]
+        return [_event(row) for row in self._log(name).events]
 
     async def read_values(self, name: str, number: int) -> dict[int, float]:
         return dict(self._log(name).values.get(number, {}))

@@ -16,6 +16,9 @@ from aio_ashb._core import (
     Reported,
     TrialCreated,
     TrialEnded,
+    TrialInterrupted,
+    TrialPromoted,
+    TrialResumed,
     TrialState,
 )
 
@@ -63,6 +66,11 @@ def _events() -> list[Event]:
         Checkpointed(0, 3, b"\x00bytes", 7.0),
         # The packed generator state of today's logs (the dict above is an older log's).
         TrialCreated(1, 0, {"x": 0.25}, ("PCG64", 2**127 + 1, 2**100 + 3, 1, 7), 8.0),
+        TrialPromoted(1, 1, 9.0),
+        TrialInterrupted(1, 10.0),
+        TrialResumed(1, 11.0),
+        TrialEnded(1, TrialState.COMPLETE, None, 12.0),
+        TrialEnded(2, TrialState.FAILED, "Traceback (most recent call last):\nValueError: boom", 13.0),
     ]
 
 
