@@ -32,6 +32,7 @@ class RunOptions:
     max_failures: int | None = None
     retries: int = 0
     durable: bool = True
+    freeze_gc: bool = False
 
     def __post_init__(self) -> None:
         check_limit("max_trials", self.max_trials, minimum=0, integer=True)
@@ -42,6 +43,8 @@ class RunOptions:
         check_limit("max_failures", self.max_failures, minimum=1)
         if not isinstance(self.retries, int) or isinstance(self.retries, bool) or self.retries < 0:
             raise ConfigError(f"retries must be an integer >= 0, got {self.retries!r}")
+        if not isinstance(self.freeze_gc, bool):
+            raise ConfigError(f"freeze_gc must be True or False, got {self.freeze_gc!r}")
 
 
 class Deadline:

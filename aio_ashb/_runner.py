@@ -40,6 +40,7 @@ from aio_ashb._exceptions import (
     StudyLockedError,
     TooManyFailuresError,
 )
+from aio_ashb._gcfreeze import Freezer
 from aio_ashb._journal import Journal
 from aio_ashb._objective import Caller, Failure
 from aio_ashb._run_options import Deadline, RunOptions
@@ -118,6 +119,8 @@ class Runner:
         # With max_paused: the suspended invocations, the first to release last, by
         # (-milestone, rank key), i.e. the worst trial of the lowest rung goes first.
         self.suspended: SortedList[tuple[Any, ...]] = SortedList()
+        self.waiting_now = 0  # invocations suspended at the gate
+        self.freezer: Freezer | None = None  # options.freeze_gc, while run() runs
         self.deadlines: dict[int, Deadline] = {}
         self.idle = anyio.Event()
         # Buffered durability: events wait for the flusher, which waits on flusher_waits for
@@ -389,6 +392,9 @@ class Runner:
             inv.phase = Phase.RELEASED
             return None
         inv.wake = wake = self.loop.create_future()
+        self.waiting_now += 1
+        if self.freezer is not None:
+            self.freezer.suspended(self.waiting_now)
         max_paused = self.options.max_paused
         if max_paused is not None:  # rank suspended trials only when some may be released
             milestone, key = self.core.waiting_position(inv.number)
@@ -401,6 +407,7 @@ class Runner:
     def unsuspend(self, inv: Invocation) -> None:
         """The wait of :meth:`suspend` is over (woken, or cancelled while waiting)."""
         inv.wake = None
+        self.waiting_now -= 1
         self._unsuspend(inv)
 
     def _unsuspend(self, inv: Invocation) -> None:
@@ -537,6 +544,8 @@ class Runner:
         paused trials are STOPPED. Raises what ended the run early, if anything did."""
         if self.display is not None:
             self.display.open()
+        if self.options.freeze_gc:
+            self.freezer = Freezer()
         try:
             async with anyio.create_task_group() as services:
                 if self.renew_lease is not None:
@@ -562,6 +571,9 @@ class Runner:
                 await self.storage.flush()
             raise
         finally:
+            if self.freezer is not None:
+                self.freezer.close()
+                self.freezer = None
             if self.display is not None:
                 self.display.close()  # the final frame: trials stopped or interrupted by now
         for error in (self.fatal_error, self.deferred):

@@ -289,6 +289,7 @@ class Study:
         max_failures: int | None = None,
         callbacks: Iterable[Callback] = (),
         progress: bool = False,
+        freeze_gc: bool = False,
     ) -> None:
         """Run trials of ``objective`` until the study is done, then return.
 
@@ -311,7 +312,11 @@ class Study:
         ``max_failures`` failed trials the run stops and raises :class:`TooManyFailuresError`.
         ``callbacks`` are called with ``(study, trial)`` for each trial that finishes.
         ``progress=True`` shows live progress on stderr: a table redrawn in place on a terminal
-        (with ``rich`` installed), a line every 5 s otherwise.
+        (with ``rich`` installed), a line every 5 s otherwise. ``freeze_gc=True`` keeps the
+        garbage collector off paused trials with ``gc.freeze()`` as their number grows, and
+        unfreezes at the end: for long promotion-mode studies, where thousands of paused
+        coroutines make full collections long (it acts on the whole process: see
+        docs/architecture.md, "The garbage collector").
 
         When ``run()`` returns, no trial is running and trials still paused are STOPPED. If it is
         cancelled, each trial's task is cancelled once (as ``asyncio.TaskGroup`` does) and its
@@ -335,6 +340,7 @@ class Study:
             max_failures=max_failures,
             retries=retries,
             durable=self._durability == "durable",
+            freeze_gc=freeze_gc,
         )
         cbs = [partial(cb, self) for cb in _callables(callbacks)]
         async with self._leased(), executor.session():

@@ -160,7 +160,7 @@ def core_parts(n_trials: int, mode: Mode) -> dict[str, tuple[int, float]]:
     return {name: (len(t), (statistics.median(t) - overhead) / 1000) for name, t in sorted(parts.items())}
 
 
-async def e2e_aio(n_trials: int, mode: Mode) -> tuple[int, float]:
+async def e2e_aio(n_trials: int, mode: Mode, freeze_gc: bool = False) -> tuple[int, float]:
     study = await aa.create_study(
         space=SPACE,
         scheduler=aa.ASHA(MIN_R, MAX_R, ETA, mode=mode),
@@ -176,7 +176,7 @@ async def e2e_aio(n_trials: int, mode: Mode) -> tuple[int, float]:
             reports += 1
 
     t0 = time.perf_counter()
-    await study.run(objective, max_trials=n_trials, concurrency=8)
+    await study.run(objective, max_trials=n_trials, concurrency=8, freeze_gc=freeze_gc)
     return reports, time.perf_counter() - t0
 
 

@@ -4,6 +4,7 @@ by study size, in both ASHA modes, with the process-wide garbage collector left 
     python bench/flat.py                          # 1,000 / 10,000 / 100,000 trials, both modes
     python bench/flat.py --sizes 1000 20000 --repeats 1
     python bench/flat.py --memory                 # what one more paused trial costs
+    python bench/flat.py --freeze-gc              # the same with run(freeze_gc=True)
 
 The workload of bench/core.py part 2 (shared/BENCHMARKS.md: rungs 1-3-9-27-81, the cheap loss
 reported at every step, a no-op async objective, concurrency 8, MemoryStorage). Every run is a
@@ -41,7 +42,7 @@ from bench._workload import ETA, MAX_R, MIN_R, SPACE, curve_terms, machine
 from bench.core import Mode, e2e_aio
 
 
-async def run(n_trials: int, mode: Mode) -> dict[str, Any]:
+async def run(n_trials: int, mode: Mode, freeze_gc: bool = False) -> dict[str, Any]:
     """bench/core.py's end-to-end run, with the collector's pauses timed (``gc.callbacks``)."""
     collections: list[float] = []
     started = [0.0]
@@ -54,7 +55,7 @@ async def run(n_trials: int, mode: Mode) -> dict[str, Any]:
 
     gc.callbacks.append(timed)
     try:
-        reports, seconds = await e2e_aio(n_trials, mode)
+        reports, seconds = await e2e_aio(n_trials, mode, freeze_gc)
     finally:
         gc.callbacks.remove(timed)
     return {
@@ -99,10 +100,13 @@ async def paused_cost(first: int = 2_000, last: int = 12_000) -> dict[str, float
     return {"paused": paused, "bytes": (m1 - m0) / paused, "objects": (o1 - o0) / paused}
 
 
-def fresh(n_trials: int, mode: str) -> dict[str, Any]:
+def fresh(n_trials: int, mode: str, freeze_gc: bool) -> dict[str, Any]:
     """One run in a new interpreter."""
     out = subprocess.run(
-        [sys.executable, __file__, "--one", str(n_trials), mode], capture_output=True, text=True, check=True
+        [sys.executable, __file__, "--one", str(n_trials), mode, *(["--freeze-gc"] if freeze_gc else [])],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
@@ -121,6 +125,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="runs per size (median)")
     parser.add_argument("--one", nargs=2, metavar=("TRIALS", "MODE"), help=argparse.SUPPRESS)
     parser.add_argument(
+        "--freeze-gc",
+        action="store_true",
+        help="run(freeze_gc=True): paused trials frozen out of the collector",
+    )
+    parser.add_argument(
         "--memory", action="store_true", help="only print what one more paused trial costs in memory"
     )
     args = parser.parse_args()
@@ -134,16 +143,17 @@ def main() -> None:
         )
         return
     if args.one:
-        print(json.dumps(asyncio.run(run(int(args.one[0]), cast(Mode, args.one[1])))))
+        print(json.dumps(asyncio.run(run(int(args.one[0]), cast(Mode, args.one[1]), args.freeze_gc))))
         return
     print(f"# {machine()}\n")
-    print("End to end, study.run, no-op async objective, concurrency 8, MemoryStorage, default GC\n")
+    collector = "run(freeze_gc=True)" if args.freeze_gc else "default GC"
+    print(f"End to end, study.run, no-op async objective, concurrency 8, MemoryStorage, {collector}\n")
     print("| mode | trials | results/s | vs smallest | GC share | longest collection ms | peak RSS MB |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for mode in args.modes:
         first: float | None = None
         for n in args.sizes:
-            runs = [fresh(n, mode) for _ in range(args.repeats)]
+            runs = [fresh(n, mode, args.freeze_gc) for _ in range(args.repeats)]
             rate = statistics.median(r["rate"] for r in runs)
             first = first or rate
             print(

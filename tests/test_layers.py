@@ -20,6 +20,7 @@ LAYERS: list[set[str]] = [
         "aio_ashb.events",
         "aio_ashb._report",
         "aio_ashb._run_options",
+        "aio_ashb._gcfreeze",
         "aio_ashb._threads",
         "aio_ashb._tasks",
     },
