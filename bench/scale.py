@@ -3,6 +3,7 @@
     python bench/scale.py                                  # 1,000 and 10,000 trials, memory and SQLite
     python bench/scale.py --trials 1000 --storage memory
     python bench/scale.py --trials 1000 --rounds 5 --sampler tpe --storage memory --latency 0.05-0.2
+    python bench/scale.py --freeze-gc                      # run(freeze_gc=True)
 
 Every trial runs at once (concurrency = trials; with ``--rounds k``, k times as many trials in
 all, so new trials are proposed while the first ones run), ASHA(1, 9, 3) with promotion,
@@ -61,6 +62,7 @@ async def study_run(
     high: float,
     rounds: int = 1,
     sampler: str = "random",
+    freeze_gc: bool = False,
 ) -> float:
     chosen = aa.TPESampler(0) if sampler == "tpe" else aa.RandomSampler(0)
     study = await aa.create_study(space=SPACE, scheduler=SCHED, sampler=chosen, storage=storage)
@@ -82,20 +84,22 @@ async def study_run(
         if lags is not None:
             tg.start_soon(ticker)
         t0 = anyio.current_time()
-        await study.run(objective, max_trials=trials * rounds, concurrency=trials)
+        await study.run(objective, max_trials=trials * rounds, concurrency=trials, freeze_gc=freeze_gc)
         elapsed = anyio.current_time() - t0
         tg.cancel_scope.cancel()
     return elapsed
 
 
-def one(trials: int, storage_kind: str, low: float, high: float, rounds: int, sampler: str) -> dict[str, Any]:
+def one(
+    trials: int, storage_kind: str, low: float, high: float, rounds: int, sampler: str, freeze_gc: bool
+) -> dict[str, Any]:
     """One row, in this (fresh) process: the real run first (for RSS), then the ideal."""
     with tempfile.TemporaryDirectory() as tmp:
         storage = None if storage_kind == "memory" else f"sqlite:///{tmp}/scale.db"
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         lags: list[float] = []
         t0 = time.perf_counter()
-        asyncio.run(study_run(trials, storage, lags, low, high, rounds, sampler))
+        asyncio.run(study_run(trials, storage, lags, low, high, rounds, sampler, freeze_gc))
         wall = time.perf_counter() - t0
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     ideal = run_virtual(lambda: study_run(trials, None, None, low, high, rounds, sampler))
@@ -126,16 +130,22 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=1, help="trials in all = rounds x concurrency")
     parser.add_argument("--sampler", choices=["random", "tpe"], default="random")
+    parser.add_argument("--freeze-gc", action="store_true", help="run(freeze_gc=True)")
     parser.add_argument("--one", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         a = args.one
-        print(json.dumps(one(int(a[0]), a[1], float(a[2]), float(a[3]), args.rounds, args.sampler)))
+        print(
+            json.dumps(
+                one(int(a[0]), a[1], float(a[2]), float(a[3]), args.rounds, args.sampler, args.freeze_gc)
+            )
+        )
         return
     print(f"# {machine()}\n")
+    frozen = ", run(freeze_gc=True)" if args.freeze_gc else ""
     print(
         f"ASHA(1, 9, 3) promotion, {args.sampler} sampler, concurrency = trials, {args.rounds} x as many "
-        "trials in all, each step awaits a random latency\n"
+        f"trials in all, each step awaits a random latency{frozen}\n"
     )
     print(
         "| trials | step latency | storage | ideal s | wall s | wall / ideal "
@@ -148,6 +158,7 @@ def main() -> None:
             for kind in args.storage:
                 cmd = [sys.executable, __file__, "--one", str(trials), kind, low, high]
                 cmd += ["--rounds", str(args.rounds), "--sampler", args.sampler]
+                cmd += ["--freeze-gc"] if args.freeze_gc else []
                 r = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
                 print(
                     f"| {trials:,} | {r['latency']} | {kind} | {r['ideal']:.2f} | {r['wall']:.2f} "

@@ -69,3 +69,10 @@ def test_embedded_prints_the_three_cases() -> None:
     out = run("embedded.py", "--seconds", "0.5")
     for case in ("study alone", "next to a busy application", "next to a busy application, handover off"):
         assert f"| {case} |" in out
+
+
+def test_scale_prints_a_row_with_and_without_freeze_gc() -> None:
+    for extra in ([], ["--freeze-gc"]):
+        out = run("scale.py", "--trials", "50", "--storage", "memory", "--latency", "0.01-0.02", *extra)
+        assert "| 50 | 10-20 ms | memory |" in out
+    assert "run(freeze_gc=True)" in out
