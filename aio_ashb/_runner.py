@@ -392,9 +392,6 @@ class Runner:
             inv.phase = Phase.RELEASED
             return None
         inv.wake = wake = self.loop.create_future()
-        self.waiting_now += 1
-        if self.freezer is not None:
-            self.freezer.suspended(self.waiting_now)
         max_paused = self.options.max_paused
         if max_paused is not None:  # rank suspended trials only when some may be released
             milestone, key = self.core.waiting_position(inv.number)
@@ -402,6 +399,9 @@ class Runner:
             self.suspended.add(inv.suspended_key)
             if len(self.suspended) > max_paused:
                 self.release(self.live[self.suspended[-1][1][1]])
+        self.waiting_now += 1  # last: the caller's unsuspend follows only once this returned
+        if self.freezer is not None:
+            self.freezer.suspended(self.waiting_now)
         return wake
 
     def unsuspend(self, inv: Invocation) -> None:

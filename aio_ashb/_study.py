@@ -312,11 +312,13 @@ class Study:
         ``max_failures`` failed trials the run stops and raises :class:`TooManyFailuresError`.
         ``callbacks`` are called with ``(study, trial)`` for each trial that finishes.
         ``progress=True`` shows live progress on stderr: a table redrawn in place on a terminal
-        (with ``rich`` installed), a line every 5 s otherwise. ``freeze_gc=True`` keeps the
-        garbage collector off paused trials with ``gc.freeze()`` as their number grows, and
-        unfreezes at the end: for long promotion-mode studies, where thousands of paused
-        coroutines make full collections long (it acts on the whole process: see
-        docs/architecture.md, "The garbage collector").
+        (with ``rich`` installed), a line every 5 s otherwise. ``freeze_gc=True`` calls
+        ``gc.freeze()`` as the number of paused trials grows, which moves every object the
+        collector tracks at that moment out of its reach, and the last such run of the process
+        unfreezes at its end: for long promotion-mode studies, where thousands of paused
+        coroutines make full collections long. It acts on the whole process (see docs/usage.md,
+        "Running, stopping, cancelling"); in a process with frozen objects of its own it warns
+        and freezes nothing.
 
         When ``run()`` returns, no trial is running and trials still paused are STOPPED. If it is
         cancelled, each trial's task is cancelled once (as ``asyncio.TaskGroup`` does) and its

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -102,6 +103,36 @@ async def test_append_is_ordered_durable_and_replayable(storage: aa.Storage) -> 
     assert curve[1] == 0.25 and curve[3] == float("inf") and curve[2] != curve[2]
     assert await storage.read_values("s", 7) == {}
     assert len(await storage.read_events("other")) == 1
+
+
+@pytest.mark.asyncio
+async def test_events_read_back_as_appended_whatever_happens_to_their_dicts_after(
+    storage: aa.Storage,
+) -> None:
+    """Two creations of one number (no core writes that, a caller of the storage may) each keep
+    their params; a dict changed after the append, or after a read, changes nothing stored."""
+    await storage.create_study("s", CONFIG)
+    first, second = {"x": 0.1}, {"x": 0.2}
+    evs: list[Event] = [TrialCreated(0, 0, first, None, 1.0), TrialCreated(0, 0, second, None, 2.0)]
+    await storage.flush(storage.append("s", evs))
+    first["x"] = 0.9
+    got = await storage.read_events("s")
+    assert [e.params for e in got] == [{"x": 0.1}, {"x": 0.2}]  # type: ignore[union-attr]
+    got[0].params["x"] = 0.5  # type: ignore[union-attr]
+    assert [e.params for e in await storage.read_events("s")] == [{"x": 0.1}, {"x": 0.2}]  # type: ignore[union-attr]
+
+
+@pytest.mark.asyncio
+async def test_a_batch_with_something_that_is_not_an_event_stores_nothing(storage: aa.Storage) -> None:
+    await storage.create_study("s", CONFIG)
+    await storage.flush(storage.append("s", [Reported(0, 1, 0.5)]))
+    seq = storage.durable_seq
+    bad: list[Any] = [Reported(0, 2, 0.25), ("not", "an event")]
+    with pytest.raises(aa.StateError, match="not an event"):
+        storage.append("s", bad)
+    await storage.flush()
+    assert await storage.read_events("s") == [Reported(0, 1, 0.5)]
+    assert storage.durable_seq == seq
 
 
 @pytest.mark.asyncio

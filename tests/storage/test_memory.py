@@ -74,13 +74,13 @@ async def test_every_kind_of_event_reads_back_equal() -> None:
 
 
 @pytest.mark.asyncio
-async def test_what_is_not_an_event_is_refused_by_name() -> None:
+async def test_what_is_not_an_event_is_refused_by_name_and_its_batch_stores_nothing() -> None:
     storage = aa.MemoryStorage()
     await storage.create_study("s", CONFIG)
     storage.append("s", [Reported(0, 1, 0.5)])
-    bad: list[Any] = [Reported(0, 2, 0.25), ("not", "an event")]
-    with pytest.raises(TypeError, match=r"cannot store \('not', 'an event'\)"):
+    bad: list[Any] = [Reported(0, 2, 0.25), TrialEnded(0, TrialState.COMPLETE), ("not", "an event")]
+    with pytest.raises(aa.StateError, match=r"not an event: \('not', 'an event'\)"):
         storage.append("s", bad)
-    # The events before it are kept, and counted.
-    assert await storage.read_events("s") == [Reported(0, 1, 0.5), Reported(0, 2, 0.25)]
-    assert storage.durable_seq == 2
+    assert await storage.read_events("s") == [Reported(0, 1, 0.5)]
+    assert storage.durable_seq == 1
+    assert await storage.read_values("s", 0) == {1: 0.5}
