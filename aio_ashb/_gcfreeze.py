@@ -50,12 +50,16 @@ class Freezer:
         self._next = FIRST if not off else None
         self._open = True
         if off:
-            warnings.warn(
-                "run(freeze_gc=True) freezes nothing in this process: it has frozen objects of its "
-                "own (gc.freeze()), which the run's end could not tell apart from the run's",
-                RuntimeWarning,
-                stacklevel=4,
-            )
+            try:
+                warnings.warn(
+                    "run(freeze_gc=True) freezes nothing in this process: it has frozen objects of "
+                    "its own (gc.freeze()), which the run's end could not tell apart from the run's",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
+            except BaseException:  # warnings as errors: this run does not count either
+                self.close()
+                raise
 
     def suspended(self, count: int) -> None:
         """``count`` trials are suspended now."""

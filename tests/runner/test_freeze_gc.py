@@ -122,3 +122,15 @@ async def test_freeze_gc_is_a_bool(bad: object) -> None:
     async with await aa.create_study(space=SPACE) as study:
         with pytest.raises(aa.ConfigError, match=f"freeze_gc must be True or False, got {bad!r}"):
             await study.run(lambda trial: None, max_trials=1, freeze_gc=bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.asyncio
+@pytest.mark.filterwarnings("error")
+async def test_the_warning_as_an_error_leaves_no_run_counted() -> None:
+    gc.freeze()
+    with pytest.raises(RuntimeWarning, match="freezes nothing"):
+        await _run(True, trials=10)
+    assert _gcfreeze._active == 0
+    gc.unfreeze()
+    _, seen = await _run(True)  # the next run freezes, and unfreezes at its end
+    assert seen > 0 and gc.get_freeze_count() == 0
