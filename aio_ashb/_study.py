@@ -20,7 +20,6 @@ from functools import partial
 from typing import Any, Literal, TypeAlias, overload
 
 import anyio
-import anyio.to_thread
 
 from aio_ashb._core import (
     ASHA,
@@ -43,6 +42,7 @@ from aio_ashb._core import (
 )
 from aio_ashb._exceptions import ConfigError, StateError, StorageError
 from aio_ashb._executors import Executor, LoopExecutor, ThreadExecutor
+from aio_ashb._handover import to_thread
 from aio_ashb._journal import Journal, loop_clock, read_state
 from aio_ashb._objective import Caller, ObjectiveKind, classify
 from aio_ashb._progress import Progress
@@ -476,9 +476,7 @@ class Study:
         if checkpoint is not None:  # prepared first: a checkpoint that fails changes nothing
             payload = materialize(checkpoint)
             if self._storage.pickles_checkpoints:
-                payload = await anyio.to_thread.run_sync(
-                    self._storage.prepare_checkpoint, job.number, payload
-                )
+                payload = await to_thread(self._storage.prepare_checkpoint, job.number, payload)
         now = loop_clock()()
         decision = self._journal.commit(Reported(job.number, at, value, now))
         assert decision is not None

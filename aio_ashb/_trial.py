@@ -14,11 +14,9 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from enum import Enum
 from typing import Any, Protocol, TypeVar
 
-import anyio
-import anyio.to_thread
-
 from aio_ashb._core import Decision, check_step, check_value
 from aio_ashb._exceptions import ReportError, TrialStopped
+from aio_ashb._handover import to_thread
 
 T = TypeVar("T")
 
@@ -203,7 +201,7 @@ class Trial:
         if payload_needed:
             payload = materialize(inv.provider)
             if host.prepares_checkpoints:  # pickled off the loop; failing fails the trial
-                payload = await anyio.to_thread.run_sync(host.prepare_checkpoint, self.number, payload)
+                payload = await to_thread(host.prepare_checkpoint, self.number, payload)
             host.save_checkpoint(inv, payload)
         if host.unsettled():
             await host.settle()

@@ -29,6 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/embedded.py` works
 
 import aio_ashb as aa
+from aio_ashb import _handover
 from aio_ashb.storage import _connection
 from bench._workload import ETA, MAX_R, MIN_R, SPACE, curve_terms, machine
 
@@ -129,10 +130,10 @@ def main() -> None:
         ("next to a busy application, handover off", True, False),
     ]
     for name, busy, handover in cases:
-        _connection.HAND_OVER = handover
+        _handover.HAND_OVER = handover
         reports, calls, longest, computed = asyncio.run(row(args.seconds, busy))
         print(f"| {name} | {reports:,.0f} | {calls:,.1f} | {longest:,.0f} | {computed:,.0f} |")
-    _connection.HAND_OVER = True
+    _handover.HAND_OVER = True
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import aio_ashb
 
 LAYERS: list[set[str]] = [
     {"aio_ashb._exceptions"},
-    {"aio_ashb._core"},
+    {"aio_ashb._core", "aio_ashb._handover"},
     {
         "aio_ashb.storage",
         "aio_ashb.events",

@@ -14,16 +14,9 @@ The thread is a daemon: at interpreter exit it is simply stopped, which SQLite i
 transaction that did not reach ``COMMIT`` is rolled back when the file is next opened; every
 committed one is kept).
 
-The GIL handover. CPython's ``sqlite3`` releases the GIL around each SQLite call, so the thread
-must take it back many times per job. A loop that is never idle (an application computing
-between its awaits) releases the GIL at every turn, in its ``select`` with a timeout of 0, and
-takes it back at once. Each release wakes the waiting thread, which mostly finds the GIL taken
-again, and restarts the 5 ms wait after which CPython would ask the holder to drop it: that wait
-never runs out. The thread gets the GIL only when it happens to win that race: a durable study
-made no commit for seconds at a time (``bench/embedded.py``). So while jobs are out, a loop
-timer blocks the loop on the thread's "no job left" event for up to half a millisecond, at
-growing intervals: a job that only waits on the disk costs the loop a few percent, and a
-starving thread gets the GIL.
+Next to an event loop that never idles the thread would starve for the GIL: each job is
+counted by the loop's GIL handover (``aio_ashb/_handover.py``), which blocks the loop briefly
+while jobs are late.
 """
 
 from __future__ import annotations
@@ -38,35 +31,28 @@ from typing import Any, TypeVar
 
 import anyio
 
+from aio_ashb._handover import Handover, handover
+
 T = TypeVar("T")
 Job = Callable[[sqlite3.Connection], Any]
 
 #: Threads of open connections are named so (tests look for leaks by this prefix).
 THREAD_PREFIX = "aio_ashb sqlite"
 
-#: Whether the loop hands the GIL over to a connection's thread whose job is late (see the
-#: module's docstring). Only ``bench/embedded.py`` turns it off, to show what it prevents.
-HAND_OVER = True
-#: A job out this long (s) gets its first handover; the interval then doubles up to the last.
-_HANDOVER_FIRST = 0.001
-_HANDOVER_LAST = 0.016
-#: How long (s) the loop blocks at most per handover.
-_HANDOVER_WAIT = 0.0005
-
 
 class _Job:
     """One call: the function, then how it ended (set on the event loop's thread)."""
 
-    __slots__ = ("fn", "future", "waiter", "done", "ok", "value", "epoch")
+    __slots__ = ("fn", "future", "waiter", "done", "ok", "value", "handover")
 
-    def __init__(self, fn: Job, future: asyncio.Future[None]) -> None:
+    def __init__(self, fn: Job, future: asyncio.Future[None], handover: Handover) -> None:
         self.fn = fn
         self.future = future  # what the caller awaits
+        self.handover = handover  # the sending loop's, which counts the job
         self.waiter: asyncio.Future[None] | None = None  # what it awaits once cancelled
         self.done = False
         self.ok = False
         self.value: Any = None
-        self.epoch = 0  # the connection's epoch it was counted in (see Connection.run)
 
 
 class Connection:
@@ -77,14 +63,6 @@ class Connection:
         self._thread = threading.Thread(target=self._serve, name=f"{THREAD_PREFIX} {label}", daemon=True)
         self._db: sqlite3.Connection | None = None
         self._closed = False
-        # The handover: jobs sent and not yet finished (counted on the loop), the timer, and
-        # an event the thread sets whenever its queue is empty.
-        self._unfinished = 0
-        self._timer: asyncio.TimerHandle | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None  # the loop they are counted on
-        self._epoch = 0  # one per loop the connection was used from, in turn
-        self._idle = threading.Event()
-        self._idle.set()
 
     async def open(self, connect: Callable[[], sqlite3.Connection]) -> None:
         """Start the thread and connect there (sqlite3 errors are raised as they are)."""
@@ -107,11 +85,7 @@ class Connection:
                 value, ok = job.fn(self._db), True  # type: ignore[arg-type]
             except BaseException as exc:  # handed to the awaiting task, whatever it is
                 value, ok = exc, False
-            # Set, then look: a job put meanwhile is either seen here or cleared by its put
-            # (the other order let a put and clear fall between the look and the set).
-            self._idle.set()
-            if not self._jobs.empty():
-                self._idle.clear()
+            job.handover.ran()
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
                 job.future.get_loop().call_soon_threadsafe(self._finish, job, ok, value)
             del job, value
@@ -122,21 +96,7 @@ class Connection:
         for future in (job.future, job.waiter):
             if future is not None and not future.done():
                 future.set_result(None)
-        if job.epoch != self._epoch:  # counted on a loop the connection has left
-            return
-        self._unfinished -= 1
-        if not self._unfinished and self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _hand_over(self, interval: float, epoch: int) -> None:
-        """On the loop, while jobs are out: give the thread the GIL until it has no job left,
-        or for ``_HANDOVER_WAIT`` at most; then again after twice the interval."""
-        if epoch != self._epoch:  # a timer of a loop the connection has left: let it end
-            return
-        self._idle.wait(_HANDOVER_WAIT)
-        interval = min(2 * interval, _HANDOVER_LAST)
-        self._timer = asyncio.get_running_loop().call_later(interval, self._hand_over, interval, epoch)
+        job.handover.back()
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(connection)`` on the thread and return what it returned (or raise what it
@@ -146,21 +106,9 @@ class Connection:
         if self._closed:
             raise RuntimeError("the connection is closed")
         loop = asyncio.get_running_loop()
-        job = _Job(fn, loop.create_future())
-        # Put, then clear: should the thread finish the job in between and set the event, the
-        # next handover waits its 0.5 ms for nothing; the other order could leave the event set
-        # with a job queued, and the handover would then not hand over.
+        job = _Job(fn, loop.create_future(), handover())
+        job.handover.sent()  # (before the put: the thread's ran() must come after it)
         self._jobs.put(job)
-        self._idle.clear()
-        if loop is not self._loop:
-            # Another loop: count afresh (the jobs of a closed loop never finish there), and
-            # let that loop's timer, and its jobs should it run again, count for nothing.
-            self._loop, self._unfinished, self._timer = loop, 0, None
-            self._epoch += 1
-        job.epoch = self._epoch
-        self._unfinished += 1
-        if self._timer is None and HAND_OVER:
-            self._timer = loop.call_later(_HANDOVER_FIRST, self._hand_over, _HANDOVER_FIRST, self._epoch)
         try:
             await job.future
         except asyncio.CancelledError:

@@ -44,7 +44,6 @@ from typing import Any, Literal, TypeVar
 from urllib.parse import quote
 
 import anyio
-import anyio.to_thread
 
 from aio_ashb._core import Checkpointed, Event, TrialEnded
 from aio_ashb._exceptions import (
@@ -60,6 +59,7 @@ from aio_ashb._exceptions import (
     StudyLockedError,
     StudyNotFoundError,
 )
+from aio_ashb._handover import to_thread
 from aio_ashb.storage import _owner, _reads
 from aio_ashb.storage import _schema as schema
 from aio_ashb.storage._base import Storage, StudyInfo, lease_message
@@ -676,7 +676,7 @@ class SQLiteStorage(Storage):
         if row is None:
             return None
         try:
-            payload = await anyio.to_thread.run_sync(pickle.loads, row[1])
+            payload = await to_thread(pickle.loads, row[1])
         except Exception as exc:  # a class that moved, a missing module: the file is fine
             raise StorageError(
                 f"the checkpoint of trial {number} of study {name!r} could not be unpickled: {exc!r}; "

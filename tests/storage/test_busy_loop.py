@@ -1,7 +1,7 @@
 """A study on SQLite keeps going next to an application whose event loop is never idle.
 
 Such a loop takes the GIL back at every turn, and CPython then never asks it to let the
-connection's thread have it (see aio_ashb/storage/_connection.py): without the handover this
+connection's thread have it (see aio_ashb/_handover.py): without the handover this
 study made no commit in seconds, and the test fails at its deadline."""
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 
 import aio_ashb as aa
+from aio_ashb import _handover
+from aio_ashb._handover import handover
 from aio_ashb.storage import _connection
 from aio_ashb.storage._sqlite import SQLiteStorage
 from tests.helpers import SPACE, loss
@@ -104,9 +106,10 @@ async def test_no_handover_runs_once_the_jobs_are_done(tmp_path: Path) -> None:
             await study.run(objective, max_trials=3)
             conn = storage._conn
             assert isinstance(conn, _connection.Connection)
-            assert conn._unfinished == 0 and conn._timer is None
+            h = handover()
+            assert h._out == 0 and h._timer is None
             await conn.run(lambda db: time.sleep(0.02))  # handed over to: then the timer goes too
-            assert conn._unfinished == 0 and conn._timer is None
+            assert h._out == 0 and h._timer is None
     finally:
         await storage.close()
 
@@ -123,7 +126,7 @@ def test_the_handover_follows_the_connection_to_another_loop(tmp_path: Path) -> 
 
     async def second() -> tuple[int, object]:
         await conn.run(lambda db: time.sleep(0.02))
-        seen = conn._unfinished, conn._timer
+        seen = handover()._out, handover()._timer
         await conn.close()
         return seen
 
@@ -161,8 +164,9 @@ async def test_a_late_job_is_handed_over_to_at_growing_intervals(tmp_path: Path)
     conn = _connection.Connection("late")
     await conn.open(lambda: sqlite3.connect(tmp_path / "late.db", check_same_thread=False))
     try:
-        recording = _Recording(conn._idle)
-        conn._idle = recording  # type: ignore[assignment]
+        h = handover()
+        recording = _Recording(h._idle)
+        h._idle = recording  # type: ignore[assignment]
         gate = threading.Event()
         sent = time.perf_counter()
         job = asyncio.create_task(conn.run(lambda db: gate.wait(5)))
@@ -172,36 +176,40 @@ async def test_a_late_job_is_handed_over_to_at_growing_intervals(tmp_path: Path)
         out = list(recording.waits)
         await asyncio.sleep(0.05)
         assert recording.waits == out, "handovers went on after the job was done"
-        assert conn._unfinished == 0 and conn._timer is None
+        assert h._out == 0 and h._timer is None
     finally:
+        h._idle = recording.event
         await conn.close()
     # 1, 3, 7, 15, 31 ms after the job was sent (then every 16 ms), each a wait of the whole
     # 0.5 ms since the job is not done; late timers shift them, never bring them forward.
     starts = [t - sent for t, _ in out]
     assert len(out) >= 3, out
-    assert starts[0] >= _connection._HANDOVER_FIRST
+    assert starts[0] >= _handover.FIRST
     gaps = [b - a for a, b in itertools.pairwise(starts)]
     for i, gap in enumerate(gaps[:4]):
-        assert gap >= 2 ** (i + 1) * _connection._HANDOVER_FIRST, gaps
-    assert all(blocked >= 0.9 * _connection._HANDOVER_WAIT for _, blocked in out[:-1]), out
+        assert gap >= 2 ** (i + 1) * _handover.FIRST, gaps
+    assert all(blocked >= 0.9 * _handover.WAIT for _, blocked in out[:-1]), out
 
 
 def test_a_loop_left_and_come_back_to_leaves_no_timer_behind(tmp_path: Path) -> None:
-    """Loop A stops (not closed) with a job out; B uses the connection; then A again. The
-    counting follows the loop in use, and A's old timer ends instead of running forever."""
+    """Loop A stops (not closed) with a job out; B uses the connection; then A again. Each job
+    is counted by the handover of the loop that sent it, and no timer outlives its jobs."""
     conn = _connection.Connection("loops")
     a, b = asyncio.new_event_loop(), asyncio.new_event_loop()
     try:
         a.run_until_complete(conn.open(lambda: sqlite3.connect(tmp_path / "l.db", check_same_thread=False)))
         out = a.create_task(conn.run(lambda db: time.sleep(0.1)))
         a.run_until_complete(asyncio.sleep(0.01))  # A stops with that job out, its timer set
+        assert _handover._handovers[a]._timer is not None
         b.run_until_complete(conn.run(lambda db: None))
         back = a.create_task(conn.run(lambda db: None))
         a.run_until_complete(asyncio.gather(out, back))
         a.run_until_complete(conn.run(lambda db: None))
-        assert conn._unfinished == 0 and conn._timer is None
-        recording = _Recording(conn._idle)
-        conn._idle = recording  # type: ignore[assignment]
+        for loop in (a, b):
+            h = _handover._handovers[loop]
+            assert h._out == 0 and h._timer is None
+        recording = _Recording(_handover._handovers[a]._idle)
+        _handover._handovers[a]._idle = recording  # type: ignore[assignment]
         a.run_until_complete(asyncio.sleep(0.2))  # nothing out: no handover
         assert recording.waits == []
         a.run_until_complete(conn.close())

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
-import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -43,6 +42,7 @@ from aio_ashb._core import Event, TrialState
 from aio_ashb._core._snapshot import SnapshotError
 from aio_ashb._core._snapshot import load as load_snapshot
 from aio_ashb._factory import core_from_config
+from aio_ashb._handover import to_thread
 from aio_ashb.web._app import JSONResponse, check_bearer, error_from_exception, http_error
 from aio_ashb.web._schemas import RequestError
 from aio_ashb.web.dashboard._table import TABLE_SORTS
@@ -155,10 +155,10 @@ class Dashboard:
                     missing = view.missing(touched)
                     if missing:
                         histories = await storage.read_trial_events(name, missing, view.restored_seq)
-                        await anyio.to_thread.run_sync(view.preload, histories)
+                        await to_thread(view.preload, histories)
                     # A first read may be a million events: folded off the event loop.
                     try:
-                        await anyio.to_thread.run_sync(view.fold, events, last)
+                        await to_thread(view.fold, events, last)
                     except BaseException as exc:  # folded in part: start again from the log next time
                         self._forget(name)
                         if isinstance(exc, AioAshbError) and not isinstance(exc, StorageError):
@@ -171,7 +171,7 @@ class Dashboard:
                 missing = view.missing(trials)
                 if missing:
                     histories = await storage.read_trial_events(name, missing, view.restored_seq)
-                    await anyio.to_thread.run_sync(view.preload, histories)
+                    await to_thread(view.preload, histories)
             except Exception as exc:
                 self._forget(name)
                 if isinstance(exc, StudyNotFoundError) and not lock.statistics().tasks_waiting:
@@ -180,7 +180,7 @@ class Dashboard:
             self._views[name] = view
             # Off the loop too: a large study's first page is seconds of JSON building, and the
             # loop may be a host application's.
-            return await anyio.to_thread.run_sync(what, view)
+            return await to_thread(what, view)
 
     async def _open_view(self, storage: SQLiteStorage, name: str) -> tuple[StudyView, int, list[Event]]:
         """A new view of study ``name``, and the events it still has to fold in (up to ``last``):
@@ -189,7 +189,7 @@ class Dashboard:
         core = core_from_config(name, storage, info.config)
         if state is not None and state[0] >= RESTORE_FROM:
             try:
-                await anyio.to_thread.run_sync(load_snapshot, core, state[1])
+                await to_thread(load_snapshot, core, state[1])
             except SnapshotError:  # the log is the truth: fold it whole
                 core = core_from_config(name, storage, info.config)
                 info, last, events = await storage.read_events_after(name, 0)
@@ -200,10 +200,10 @@ class Dashboard:
                 # The timeline's window, then the curves the page draws: their trials' history.
                 window = await storage.trials_active(name, seq, TIMELINE_EVENTS)
                 histories = await storage.read_trial_events(name, view.missing(window), seq)
-                await anyio.to_thread.run_sync(partial(view.preload, histories, timeline=True))
-                drawn = await anyio.to_thread.run_sync(view.drawn)
+                await to_thread(partial(view.preload, histories, timeline=True))
+                drawn = await to_thread(view.drawn)
                 histories = await storage.read_trial_events(name, view.missing(drawn), seq)
-                await anyio.to_thread.run_sync(view.preload, histories)
+                await to_thread(view.preload, histories)
                 self._summary_failed.pop(name, None)  # (the scan starts with the next read)
                 return view, last, events
         elif state is not None:  # a short log with a snapshot: read whole
@@ -237,7 +237,7 @@ class Dashboard:
         del self._summaries[name]
         if not task.cancelled() and task.exception() is None:
             self._summary_failed.pop(name, None)
-            await anyio.to_thread.run_sync(lambda: view.set_reports_before(*task.result()))
+            await to_thread(lambda: view.set_reports_before(*task.result()))
         else:
             self._summary_failed[name] = anyio.current_time()
 
