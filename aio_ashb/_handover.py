@@ -21,6 +21,7 @@ the loop that sent it).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import weakref
 from collections.abc import Callable
@@ -45,10 +46,11 @@ class Handover:
     """The handover of one event loop: :meth:`sent` and :meth:`back` on the loop around each
     job, :meth:`ran` on the thread when the job is done."""
 
-    __slots__ = ("_loop", "_out", "_timer", "_lock", "_running", "_idle", "__weakref__")
+    __slots__ = ("_out", "_timer", "_lock", "_running", "_idle")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+    # No reference to its loop: the registry is weak by loop, and a value holding its key would
+    # keep every loop that ever used one alive. Its loop-side methods run on that loop.
+    def __init__(self) -> None:
         self._out = 0  # jobs sent whose outcome is not back yet (counted on the loop)
         self._timer: asyncio.TimerHandle | None = None
         self._lock = threading.Lock()
@@ -63,7 +65,7 @@ class Handover:
             self._idle.clear()
         self._out += 1
         if self._timer is None and HAND_OVER:
-            self._timer = self._loop.call_later(FIRST, self._hand_over, FIRST)
+            self._timer = asyncio.get_running_loop().call_later(FIRST, self._hand_over, FIRST)
 
     def ran(self) -> None:
         """On the thread (or on the loop, for a job that never started): the job is over."""
@@ -82,7 +84,7 @@ class Handover:
     def _hand_over(self, interval: float) -> None:
         self._idle.wait(WAIT)  # the GIL is free meanwhile: a starving thread takes it
         interval = min(2 * interval, LAST)
-        self._timer = self._loop.call_later(interval, self._hand_over, interval)
+        self._timer = asyncio.get_running_loop().call_later(interval, self._hand_over, interval)
 
 
 def handover() -> Handover:
@@ -90,28 +92,42 @@ def handover() -> Handover:
     loop = asyncio.get_running_loop()
     found = _handovers.get(loop)
     if found is None:
-        found = _handovers[loop] = Handover(loop)
+        found = _handovers[loop] = Handover()
     return found
 
 
 async def to_thread(fn: Callable[..., T], *args: object) -> T:
-    """``anyio.to_thread.run_sync(fn, *args)``, the GIL handed over while it runs. Like that
-    call, it waits for ``fn`` to end even when cancelled."""
+    """``anyio.to_thread.run_sync(fn, *args)``, the GIL handed over while ``fn`` runs. An anyio
+    cancellation waits for ``fn`` to end, as that call does; asyncio's own ``Task.cancel()``
+    returns at once and leaves ``fn`` running, still handed over to until it ends."""
     h = handover()
-    started = False
+    loop = asyncio.get_running_loop()
+    state = [_QUEUED]
 
-    def job() -> T:
-        nonlocal started
-        started = True
+    def job() -> T | None:
+        with h._lock:  # started, or given up by the caller first: one or the other
+            if state[0] is _GIVEN_UP:
+                return None
+            state[0] = _STARTED
         try:
             return fn(*args)
         finally:
             h.ran()
+            with contextlib.suppress(RuntimeError):  # the loop is closed
+                loop.call_soon_threadsafe(h.back)
 
     h.sent()
     try:
-        return await anyio.to_thread.run_sync(job)
+        result: T = await anyio.to_thread.run_sync(job)  # type: ignore[arg-type]  # (None: given up)
+        return result
     finally:
-        if not started:  # cancelled before a thread took it: it never will
+        with h._lock:
+            given_up = state[0] is _QUEUED
+            if given_up:
+                state[0] = _GIVEN_UP
+        if given_up:  # cancelled before a thread took it: it never runs
             h.ran()
-        h.back()
+            h.back()
+
+
+_QUEUED, _STARTED, _GIVEN_UP = "queued", "started", "given up"
