@@ -7,7 +7,8 @@ turn, in its ``select`` with a timeout of 0, and takes it back at once. Each rel
 waiting thread, which mostly finds the GIL taken again, and restarts the 5 ms wait after which
 CPython would ask the holder to drop it: that wait never runs out. The thread gets the GIL only
 when it happens to win the race, so its job stalls for seconds at a time (a durable study made
-no commit in 5 s, a dashboard request took 1.5-12 s: ``bench/embedded.py``).
+no commit in 5 s, ``bench/embedded.py``; a dashboard page took 1.5-12 s,
+``tests/web/test_dashboard_busy_loop.py``).
 
 So while jobs of ours are out, a timer of the loop blocks the loop on an event that the threads
 set when none of their jobs is running any more, for up to half a millisecond, after 1, 2, 4
