@@ -98,9 +98,13 @@ def handover() -> Handover:
 
 
 async def to_thread(fn: Callable[..., T], *args: object) -> T:
-    """``anyio.to_thread.run_sync(fn, *args)``, the GIL handed over while ``fn`` runs. An anyio
-    cancellation waits for ``fn`` to end, as that call does; asyncio's own ``Task.cancel()``
-    returns at once and leaves ``fn`` running, still handed over to until it ends."""
+    """``anyio.to_thread.run_sync(fn, *args)``, the GIL handed over until its outcome is back.
+    An anyio cancellation waits for ``fn`` to end, as that call does; asyncio's own
+    ``Task.cancel()`` returns at once and leaves ``fn`` running, handed over to until it ends.
+
+    The job counts as running until the caller has its outcome, not until ``fn`` returns: anyio's
+    worker still needs the GIL to hand the outcome to the loop, and with the job counted as done
+    the handover would stop waiting for it (a dashboard page then took seconds in CI)."""
     h = handover()
     loop = asyncio.get_running_loop()
     state = [_QUEUED]
@@ -113,9 +117,13 @@ async def to_thread(fn: Callable[..., T], *args: object) -> T:
         try:
             return fn(*args)
         finally:
-            h.ran()
-            with contextlib.suppress(RuntimeError):  # the loop is closed
-                loop.call_soon_threadsafe(h.back)
+            with h._lock:
+                left = state[0] is _LEFT
+                state[0] = _DONE
+            if left:  # the caller is gone (asyncio cancelled it): the job's end counts here
+                h.ran()
+                with contextlib.suppress(RuntimeError):  # the loop is closed
+                    loop.call_soon_threadsafe(h.back)
 
     h.sent()
     try:
@@ -123,12 +131,14 @@ async def to_thread(fn: Callable[..., T], *args: object) -> T:
         return result
     finally:
         with h._lock:
-            given_up = state[0] is _QUEUED
-            if given_up:
+            was = state[0]
+            if was is _QUEUED:  # cancelled before a thread took it: it never runs
                 state[0] = _GIVEN_UP
-        if given_up:  # cancelled before a thread took it: it never runs
+            elif was is _STARTED:  # still running: it counts its own end
+                state[0] = _LEFT
+        if was is _QUEUED or was is _DONE:
             h.ran()
             h.back()
 
 
-_QUEUED, _STARTED, _GIVEN_UP = "queued", "started", "given up"
+_QUEUED, _STARTED, _LEFT, _DONE, _GIVEN_UP = "queued", "started", "left running", "done", "given up"

@@ -85,9 +85,11 @@ class Connection:
                 value, ok = job.fn(self._db), True  # type: ignore[arg-type]
             except BaseException as exc:  # handed to the awaiting task, whatever it is
                 value, ok = exc, False
-            job.handover.ran()
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
                 job.future.get_loop().call_soon_threadsafe(self._finish, job, ok, value)
+            # Only once the outcome is on its way: until then this thread needs the GIL, and a
+            # job counted as done would no longer be handed it.
+            job.handover.ran()
             del job, value
 
     def _finish(self, job: _Job, ok: bool, value: Any) -> None:
