@@ -4,7 +4,8 @@ In promotion mode most trials wait, paused, until the study ends: each is a susp
 with its task and future, about 13 objects the collector tracks, and every full collection walks
 all of them. At 100,000 trials (about 70,000 paused) that was half of a run's time and pauses of
 600 ms (``bench/flat.py``). ``gc.freeze()`` moves every object tracked so far into the permanent
-generation, which collections skip; it costs O(1) (it splices lists). With this option the
+generation, which collections skip; it is O(1) on CPython 3.11 to 3.13 (it splices the
+generations' lists). With this option the
 runner freezes each time the number of suspended trials has grown by 2 % past the last freeze
 (from 1,000 on), so that collections walk about 2 % of the paused trials.
 
@@ -16,8 +17,6 @@ the collector, a freeze the application made meanwhile included. A process that 
 objects of its own before (a pre-fork server does) gets a warning and no freezing: its frozen
 objects and the run's could not be told apart, and unfreezing neither would keep every cycle
 frozen with them alive for good.
-
-``gc.freeze()`` is O(1) on CPython 3.11 to 3.13 (it splices the generations' lists).
 """
 
 from __future__ import annotations
@@ -36,9 +35,10 @@ _off = False  # the process had frozen objects when the first of them began: fre
 
 
 class Freezer:
-    """One run's use of the option: :meth:`suspended` on every pause, :meth:`close` once."""
+    """One run's use of the option: :meth:`suspended` and :meth:`resumed` around every wait of
+    a paused trial, :meth:`close` once."""
 
-    __slots__ = ("_next", "_open")  # _next: the count to freeze at (None: this run freezes nothing)
+    __slots__ = ("_count", "_next", "_open")  # _next: the count to freeze at (None: never)
 
     def __init__(self) -> None:
         global _active, _off
@@ -47,6 +47,7 @@ class Freezer:
                 _off = gc.get_freeze_count() > 0
             _active += 1
             off = _off
+        self._count = 0  # trials suspended now
         self._next = FIRST if not off else None
         self._open = True
         if off:
@@ -61,11 +62,16 @@ class Freezer:
                 self.close()
                 raise
 
-    def suspended(self, count: int) -> None:
-        """``count`` trials are suspended now."""
-        if self._next is not None and count >= self._next:
+    def suspended(self) -> None:
+        """One more trial is suspended."""
+        self._count += 1
+        if self._next is not None and self._count >= self._next:
             gc.freeze()
-            self._next = max(FIRST, int(count * GROWTH) + 1)
+            self._next = max(FIRST, int(self._count * GROWTH) + 1)
+
+    def resumed(self) -> None:
+        """A suspended trial's wait is over."""
+        self._count -= 1
 
     def close(self) -> None:
         global _active

@@ -97,6 +97,10 @@ def handover() -> Handover:
     return found
 
 
+# Where a to_thread job stands; it changes under its handover's lock.
+_QUEUED, _STARTED, _LEFT, _DONE, _GIVEN_UP = "queued", "started", "left running", "done", "given up"
+
+
 async def to_thread(fn: Callable[..., T], *args: object) -> T:
     """``anyio.to_thread.run_sync(fn, *args)``, the GIL handed over until its outcome is back.
     An anyio cancellation waits for ``fn`` to end, as that call does; asyncio's own
@@ -139,6 +143,3 @@ async def to_thread(fn: Callable[..., T], *args: object) -> T:
         if was is _QUEUED or was is _DONE:
             h.ran()
             h.back()
-
-
-_QUEUED, _STARTED, _LEFT, _DONE, _GIVEN_UP = "queued", "started", "left running", "done", "given up"

@@ -119,7 +119,6 @@ class Runner:
         # With max_paused: the suspended invocations, the first to release last, by
         # (-milestone, rank key), i.e. the worst trial of the lowest rung goes first.
         self.suspended: SortedList[tuple[Any, ...]] = SortedList()
-        self.waiting_now = 0  # invocations suspended at the gate
         self.freezer: Freezer | None = None  # options.freeze_gc, while run() runs
         self.deadlines: dict[int, Deadline] = {}
         self.idle = anyio.Event()
@@ -399,15 +398,15 @@ class Runner:
             self.suspended.add(inv.suspended_key)
             if len(self.suspended) > max_paused:
                 self.release(self.live[self.suspended[-1][1][1]])
-        self.waiting_now += 1  # last: the caller's unsuspend follows only once this returned
-        if self.freezer is not None:
-            self.freezer.suspended(self.waiting_now)
+        if self.freezer is not None:  # last: the caller's unsuspend follows only once this returned
+            self.freezer.suspended()
         return wake
 
     def unsuspend(self, inv: Invocation) -> None:
         """The wait of :meth:`suspend` is over (woken, or cancelled while waiting)."""
         inv.wake = None
-        self.waiting_now -= 1
+        if self.freezer is not None:
+            self.freezer.resumed()
         self._unsuspend(inv)
 
     def _unsuspend(self, inv: Invocation) -> None:

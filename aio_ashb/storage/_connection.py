@@ -55,6 +55,15 @@ class _Job:
         self.value: Any = None
 
 
+def _finish(job: _Job, ok: bool, value: Any) -> None:
+    """On the loop: record the outcome, then wake whoever waits for it."""
+    job.done, job.ok, job.value = True, ok, value
+    for future in (job.future, job.waiter):
+        if future is not None and not future.done():
+            future.set_result(None)
+    job.handover.back()
+
+
 class Connection:
     """A ``sqlite3.Connection`` owned by one daemon thread; :meth:`run` sends it a job."""
 
@@ -86,19 +95,11 @@ class Connection:
             except BaseException as exc:  # handed to the awaiting task, whatever it is
                 value, ok = exc, False
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
-                job.future.get_loop().call_soon_threadsafe(self._finish, job, ok, value)
+                job.future.get_loop().call_soon_threadsafe(_finish, job, ok, value)
             # Only once the outcome is on its way: until then this thread needs the GIL, and a
             # job counted as done would no longer be handed it.
             job.handover.ran()
             del job, value
-
-    def _finish(self, job: _Job, ok: bool, value: Any) -> None:
-        """On the loop: record the outcome, then wake whoever waits for it."""
-        job.done, job.ok, job.value = True, ok, value
-        for future in (job.future, job.waiter):
-            if future is not None and not future.done():
-                future.set_result(None)
-        job.handover.back()
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(connection)`` on the thread and return what it returned (or raise what it
