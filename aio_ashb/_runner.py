@@ -66,13 +66,6 @@ _FAIL_FAST = 5
 _Work = Trial | Invocation  # a new trial to run, or a trial to call again
 
 
-def wake_up(inv: Invocation) -> None:
-    """Let a suspended invocation go on (promoted, released, or the run is over)."""
-    wake = inv.wake
-    if wake is not None and not wake.done():
-        wake.set_result(None)
-
-
 class RunState(IntEnum):
     """How far a run is from its end (each state includes the ones before)."""
 
@@ -223,7 +216,7 @@ class Runner:
             self.running += 1
             work: _Work
             if isinstance(job, TrialCreated):
-                inv = self.live[job.number] = Invocation(job.number)
+                inv = self.live[job.number] = Invocation(job.number, self)
                 work = Trial(self, inv, dict(job.params), job.bracket)  # a copy: the log's is not theirs
             else:
                 current = self.live.get(job.number)
@@ -231,7 +224,7 @@ class Runner:
                     self.resume_in_place(current)
                     continue
                 # Promoted after its invocation was released, or resumed after an interruption.
-                work = self.live[job.number] = Invocation(job.number)
+                work = self.live[job.number] = Invocation(job.number, self)
             if take and taken is None:
                 taken = work
             else:
@@ -248,7 +241,7 @@ class Runner:
         deadline = self.deadlines.get(inv.number)
         if deadline is not None:
             deadline.resume()
-        wake_up(inv)
+        inv.wake_up()
 
     def release_slot(self, inv: Invocation, take: bool = False) -> _Work | None:
         if inv.holds_slot:
@@ -370,27 +363,22 @@ class Runner:
 
     async def proceed(self, inv: Invocation) -> bool:
         """The gate: suspend a paused invocation until it is promoted (True) or released."""
-        wake = self.suspend(inv)
-        if wake is not None:
-            try:
-                await wake
-            finally:
-                self.unsuspend(inv)
+        if self.suspend(inv):
+            await inv
         return inv.phase is Phase.RUNNING
 
-    def suspend(self, inv: Invocation) -> asyncio.Future[None] | None:
-        """A paused invocation at the gate: the future it waits on until it is promoted or
-        released, and :meth:`unsuspend` after (``None``: it need not wait).
-
-        A bare future, not an Event nor a coroutine: thousands of paused trials each hold this
-        wait, so each object and frame in it counts, for memory and for the garbage collector
-        that scans them all."""
+    def suspend(self, inv: Invocation) -> bool:
+        """A paused invocation at the gate: whether it must wait until it is promoted or
+        released (then its wait has started: the caller awaits ``inv`` itself, which is the
+        whole wait, see Invocation)."""
         if inv.phase is not Phase.PAUSED:
-            return None
+            return False
         if self.state >= RunState.ENDING:
             inv.phase = Phase.RELEASED
-            return None
-        inv.wake = wake = self.loop.create_future()
+            return False
+        inv.start_wait()
+        if self.freezer is not None:  # before a release below can end the wait
+            self.freezer.suspended()
         max_paused = self.options.max_paused
         if max_paused is not None:  # rank suspended trials only when some may be released
             milestone, key = self.core.waiting_position(inv.number)
@@ -398,13 +386,10 @@ class Runner:
             self.suspended.add(inv.suspended_key)
             if len(self.suspended) > max_paused:
                 self.release(self.live[self.suspended[-1][1][1]])
-        if self.freezer is not None:  # last: the caller's unsuspend follows only once this returned
-            self.freezer.suspended()
-        return wake
+        return True
 
     def unsuspend(self, inv: Invocation) -> None:
         """The wait of :meth:`suspend` is over (woken, or cancelled while waiting)."""
-        inv.wake = None
         if self.freezer is not None:
             self.freezer.resumed()
         self._unsuspend(inv)
@@ -419,7 +404,7 @@ class Runner:
         checkpoint)."""
         inv.phase = Phase.RELEASED
         self._unsuspend(inv)
-        wake_up(inv)
+        inv.wake_up()
 
     # -------------------------------------------------------------- how trials end
     def settle_trial(self, inv: Invocation, failure: Failure | None) -> None:
@@ -525,7 +510,7 @@ class Runner:
         each one released wakes a task, and thousands at once would hold the loop)."""
         self.state = max(self.state, RunState.ENDING)
         for i, inv in enumerate(list(self.live.values()), 1):
-            if inv.wake is not None:
+            if inv.waiting:
                 self.release(inv)
             if i % _FILL_BATCH == 0:
                 await anyio.lowlevel.checkpoint()
@@ -535,7 +520,7 @@ class Runner:
         self.state = RunState.CANCELLING
         for inv in list(self.live.values()):
             inv.phase = Phase.OVER
-            wake_up(inv)
+            inv.wake_up()
 
     # -------------------------------------------------------------- the run
     async def run(self) -> None:

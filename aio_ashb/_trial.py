@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+import contextvars
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator, Iterator
 from enum import Enum
 from typing import Any, Protocol, TypeVar
 
@@ -34,29 +35,174 @@ class Phase(Enum):
 _RUNNING = Phase.RUNNING  # a global: the hot paths compare with it on every report and step
 
 
+# Where a paused invocation's wait stands (Invocation._wait).
+_IDLE = 0  # not waiting
+_WAITING = 1  # suspended at the gate
+_WOKEN = 2  # promoted or released: the waiting task resumes at its next turn
+_CANCELLED = 3  # its task was cancelled while it waited
+
+
 class Invocation:
-    """The runner's side of one call of the objective for one trial."""
+    """The runner's side of one call of the objective for one trial.
+
+    It is also what the call waits on while it is paused, and the iterator of
+    ``Trial.steps()``: to asyncio's Task the wait is a future (the ``_asyncio_future_blocking``
+    protocol of Future-like objects, as in ``asyncio.isfuture``). One object where a future,
+    its iterator, a coroutine and an iterator object were: a promotion-mode study keeps tens of
+    thousands of calls paused, and CPython's collector walks every object of each of them,
+    again and again (docs/architecture.md, "The garbage collector").
+    """
 
     __slots__ = (
         "number",
+        "host",
         "phase",
         "holds_slot",
-        "wake",
         "provider",
         "provider_step",
         "step",
         "suspended_key",
+        "last",
+        "_wait",
+        "_yields_step",
+        "_callback",
+        "_context",
+        "_cancel_message",
+        "_asyncio_future_blocking",
     )
 
-    def __init__(self, number: int) -> None:
+    def __init__(self, number: int, host: TrialHost) -> None:
         self.number = number
+        self.host = host
         self.phase = Phase.RUNNING
         self.holds_slot = True
-        self.wake: asyncio.Future[None] | None = None  # done when a paused invocation may move on
         self.provider: Any = None  # latest checkpoint value or callable
         self.provider_step = 0
         self.step = 0  # the invocation's latest step
         self.suspended_key: tuple[Any, ...] | None = None  # its place among suspended ones
+        self.last = 0  # the last step steps() gave
+        self._wait = _IDLE
+        self._yields_step = False  # the wait is steps()'s: it ends with the next step
+        self._callback: Callable[[Any], object] | None = None  # the waiting task's wake-up
+        self._context: contextvars.Context | None = None
+        self._cancel_message: Any = None
+        self._asyncio_future_blocking = False
+
+    def __repr__(self) -> str:
+        return f"<Invocation of trial {self.number}, {self.phase.value}>"
+
+    # -------------------------------------------------------------- the runner's side
+    def start_wait(self) -> None:
+        """The call is suspended at the gate from now on: awaiting this object waits."""
+        self._wait = _WAITING
+        self._yields_step = False
+
+    @property
+    def waiting(self) -> bool:
+        return self._wait == _WAITING
+
+    def wake_up(self) -> None:
+        """Let a suspended call go on (promoted, released, or the run is over)."""
+        if self._wait == _WAITING:
+            self._wait = _WOKEN
+            self._end_wait()
+
+    def _end_wait(self) -> None:
+        self.host.unsuspend(self)
+        callback = self._callback
+        if callback is not None:
+            context, self._callback, self._context = self._context, None, None
+            self.host.loop.call_soon(callback, self, context=context)
+
+    # -------------------------------------------------------------- Trial.steps()
+    def __aiter__(self) -> Invocation:
+        return self
+
+    def __anext__(self) -> Awaitable[int]:
+        if self.phase is not _RUNNING:
+            if self.host.suspend(self):
+                self._yields_step = True
+                return self
+            if self.phase is not _RUNNING:
+                raise StopAsyncIteration
+        return _next_step(self)
+
+    # -------------------------------------------------------------- awaited: the wait itself
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self  # type: ignore[return-value]  # an iterator, as awaiting needs: __next__
+
+    def __next__(self) -> Any:
+        if self._wait == _WAITING:
+            self._asyncio_future_blocking = True
+            return self  # to the task, which registers its wake-up and sleeps
+        # Resumed (a cancelled wait resumes with CancelledError thrown at the await instead).
+        self._wait = _IDLE
+        if not self._yields_step:
+            raise StopIteration
+        self._yields_step = False
+        if self.phase is not _RUNNING:
+            raise StopAsyncIteration
+        self.last = last = max(self.last, self.step) + 1
+        raise StopIteration(last)
+
+    def close(self) -> None:
+        """The awaiting coroutine is closed mid-wait (its task was destroyed, never resumed)."""
+        if self._wait == _WAITING:
+            self._wait = _IDLE
+            self._callback = self._context = None
+            self.host.unsuspend(self)
+
+    # -------------------------------------------------------------- what asyncio's Task calls
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return self.host.loop
+
+    def add_done_callback(
+        self, fn: Callable[[Any], object], *, context: contextvars.Context | None = None
+    ) -> None:
+        if self._wait == _WAITING and self._callback is None:
+            self._callback, self._context = fn, context
+        elif self._wait == _WAITING:  # one waiter only: the invocation's own task
+            raise RuntimeError(f"{self!r} is already awaited")
+        else:
+            self.host.loop.call_soon(fn, self, context=context)
+
+    def remove_done_callback(self, fn: Callable[[Any], object]) -> int:
+        if self._callback is not None and self._callback == fn:
+            self._callback = self._context = None
+            return 1
+        return 0
+
+    def cancel(self, msg: Any = None) -> bool:
+        if self._wait != _WAITING:
+            return False
+        self._wait = _CANCELLED
+        self._cancel_message = msg
+        self._end_wait()
+        return True
+
+    def done(self) -> bool:
+        return self._wait != _WAITING
+
+    def cancelled(self) -> bool:
+        return self._wait == _CANCELLED
+
+    def result(self) -> None:
+        if self._wait == _CANCELLED:
+            self._wait = _IDLE
+            self._yields_step = False
+            msg, self._cancel_message = self._cancel_message, None
+            raise asyncio.CancelledError() if msg is None else asyncio.CancelledError(msg)
+
+    def exception(self) -> BaseException | None:
+        self.result()
+        return None
+
+
+async def _next_step(inv: Invocation) -> int:
+    """``Trial.steps()``'s next step when there is no wait: a coroutine is the cheapest
+    awaitable that returns at once (an iterator raising StopIteration costs twice as much)."""
+    inv.last = last = max(inv.last, inv.step) + 1
+    return last
 
 
 class TrialHost(Protocol):
@@ -83,12 +229,12 @@ class TrialHost(Protocol):
     async def proceed(self, inv: Invocation) -> bool:
         """The gate: wait while ``inv`` is paused; return whether it may report again."""
 
-    def suspend(self, inv: Invocation) -> asyncio.Future[None] | None:
-        """The gate in two halves, for callers that await in their own frame: what a paused
-        ``inv`` waits on (``None``: nothing), then :meth:`unsuspend` once the wait is over."""
+    def suspend(self, inv: Invocation) -> bool:
+        """The gate, for callers that await in their own frame: whether a paused ``inv`` must
+        wait (then it has started its wait: await ``inv``)."""
 
     def unsuspend(self, inv: Invocation) -> None:
-        """The wait on :meth:`suspend`'s future is over."""
+        """``inv``'s wait is over (woken, or cancelled while waiting)."""
 
 
 def on_loop(loop: asyncio.AbstractEventLoop, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
@@ -184,7 +330,9 @@ class Trial:
         Ends when the trial is stopped, completes ``max_resource``, or is released while paused
         (``max_paused``) or at the end of the study.
         """
-        return _Steps(self)
+        inv = self._inv
+        inv.last = self._step
+        return inv
 
     async def report(self, value: float, *, step: int | None = None, checkpoint: Any = None) -> Decision:
         """Record ``value`` at ``step`` (default: the previous step + 1) and return the decision.
@@ -195,8 +343,11 @@ class Trial:
         does not increase, and :class:`TrialStopped` if the trial has already ended.
         """
         inv, host = self._inv, self._host
-        if inv.phase is not _RUNNING and not await host.proceed(inv):
-            raise _refusal(self.number, inv.phase)
+        if inv.phase is not _RUNNING:  # the gate, awaited in this frame (no frame more to keep)
+            if host.suspend(inv):
+                await inv
+            if inv.phase is not _RUNNING:
+                raise _refusal(self.number, inv.phase)
         decision, payload_needed = self._record(value, step, checkpoint)
         if payload_needed:
             payload = materialize(inv.provider)
@@ -227,41 +378,6 @@ class Trial:
             return Decision.CONTINUE, False
         decision = self._host.record(inv, s, v)
         return decision, decision is Decision.PAUSE and inv.provider is not None
-
-
-class _Steps:
-    """The iterator behind ``Trial.steps()``.
-
-    A class rather than an async generator: a generator abandoned by a cancelled trial would be
-    finalized later by a task of its own, outliving ``run()``.
-    """
-
-    __slots__ = ("_last", "_trial")
-
-    def __init__(self, trial: Trial) -> None:
-        self._trial = trial
-        self._last = trial.step
-
-    def __aiter__(self) -> _Steps:
-        return self
-
-    async def __anext__(self) -> int:
-        t = self._trial
-        inv = t._inv
-        if inv.phase is not _RUNNING:
-            # The gate, awaited in this frame: a paused trial waits here, and one coroutine
-            # less per paused trial is memory and collector time saved (host.proceed would do).
-            host = t._host
-            wake = host.suspend(inv)
-            if wake is not None:
-                try:
-                    await wake
-                finally:
-                    host.unsuspend(inv)
-            if inv.phase is not _RUNNING:
-                raise StopAsyncIteration
-        self._last = max(self._last, t._step) + 1
-        return self._last
 
 
 class ThreadTrial:
