@@ -1,7 +1,7 @@
 """``run(freeze_gc=True)``: keep CPython's cyclic collector off the paused trials.
 
 In promotion mode most trials wait, paused, until the study ends: each is a suspended coroutine
-with its task, 8 objects the collector tracks, and every full collection walks
+with its task, 7 objects the collector tracks, and every full collection walks
 all of them. At 100,000 trials (98,600 paused at the end) that was half of a run's time and pauses of
 600 ms (``bench/flat.py``). ``gc.freeze()`` moves every object tracked so far into the permanent
 generation, which collections skip; it is O(1) on CPython 3.11 to 3.13 (it splices the

@@ -29,7 +29,7 @@ from aio_ashb._exceptions import (
     TrialStopped,
     WorkerLostError,
 )
-from aio_ashb._trial import Phase, ThreadTrial, Trial
+from aio_ashb._trial import Invocation, Phase, ThreadTrial, Trial
 
 if TYPE_CHECKING:
     from aio_ashb._executors import Executor
@@ -193,24 +193,24 @@ class Caller:
                 returned = await self.executor.submit(self._in_thread, trial)
         except Exception as exc:
             return self.failed(exc)
-        return self.returned(trial, returned)
+        return self.returned(trial._inv, returned)
 
     @staticmethod
     def failed(exc: Exception) -> Failure | None:
-        """How a call that raised ``exc`` failed (``None``: it was told to stop). Called in the
-        ``except`` block, so the traceback is at hand; re-raises what is not the trial's fault."""
+        """How a call that raised ``exc`` failed (``None``: it was told to stop); re-raises
+        what is not the trial's fault."""
         if isinstance(exc, TrialStopped):
             return None
         if isinstance(exc, (StorageError, ObjectiveMisuseError)):
             raise exc
         if isinstance(exc, RemoteError):
             return Failure(str(exc), exc)  # the traceback, as formatted where the code ran
-        return Failure(traceback.format_exc(), exc)
+        return Failure("".join(traceback.format_exception(exc)), exc)
 
-    def returned(self, trial: Trial, returned: object) -> Failure | None:
+    def returned(self, inv: Invocation, returned: object) -> Failure | None:
         """A call that returned: a failure only if it never reported anything."""
-        n = trial.number
-        if trial._inv.step == 0 and self.core.state_of(n) is TrialState.RUNNING and not self.core.step_of(n):
+        n = inv.number
+        if inv.step == 0 and self.core.state_of(n) is TrialState.RUNNING and not self.core.step_of(n):
             # It returned without a single report (Optuna's `return loss` habit).
             missing = ReportError(
                 f"trial {n}'s objective returned "

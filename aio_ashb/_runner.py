@@ -104,7 +104,15 @@ class Runner:
         self.prepares_checkpoints = journal.storage.pickles_checkpoints
         self.durable = options.durable  # read on every report
         self.thread_trials = not caller.kind.is_async and not caller.kind.budget_style
-        self.tasks = TrialTasks(self.fatal)
+        self.tasks = TrialTasks(self.fatal, self.direct_ended)
+        # A new trial's task runs the objective's coroutine itself, without the worker around
+        # it, when most trials pause and wait (promotion mode): a paused trial then keeps one
+        # coroutine less for the collector to walk (a full collection at 100,000 trials took
+        # 585 ms with it, 460 without).
+        # Where trials end instead, the worker's reuse of its task for the next one saves more.
+        self.direct_tasks = (
+            caller.direct and options.trial_timeout is None and journal.core.scheduler.mode == "promotion"
+        )
         self.waiting: anyio.CancelScope | None = None  # run()'s wait for the trials; fatal() ends it
         self.state = RunState.RUNNING
         self.running = 0  # slots in use
@@ -220,14 +228,14 @@ class Runner:
                 work = Trial(self, inv, dict(job.params), job.bracket)  # a copy: the log's is not theirs
             else:
                 current = self.live.get(job.number)
-                if current is not None and current.phase is Phase.PAUSED:
+                if current is not None and current.phase is Phase.PAUSED and not current.returned:
                     self.resume_in_place(current)
                     continue
                 # Promoted after its invocation was released, or resumed after an interruption.
                 work = self.live[job.number] = Invocation(job.number, self)
             if take and taken is None:
                 taken = work
-            else:
+            elif not (self.direct_tasks and isinstance(work, Trial) and self.start_direct(work)):
                 self.tasks.start(self.worker(work), f"aio_ashb trial {job.number}")
         if self.running == 0:
             self.idle.set()
@@ -257,6 +265,45 @@ class Runner:
         self.fill()
 
     # -------------------------------------------------------------- one task
+    def start_direct(self, trial: Trial) -> bool:
+        """Start ``trial`` in a task that runs the objective's coroutine itself; its end is
+        :meth:`direct_ended`'s. False if the objective could not be called (the worker will
+        call it again and record why: calling an async function only binds its arguments)."""
+        try:
+            coro = self.caller.objective(trial)
+        except Exception:
+            return False
+        inv = trial._inv
+        inv.task = self.tasks.start(coro, f"aio_ashb trial {inv.number}", inv)
+        return True
+
+    def direct_ended(self, task: asyncio.Task[Any], inv: Invocation) -> None:
+        """A direct task is done: what :meth:`worker` does once its await of the objective is
+        over, a loop turn later (fill() meanwhile treats the call as returned: inv.task)."""
+        n = inv.number
+        inv.task = None
+        failure: Failure | None = None
+        try:
+            if task.cancelled():
+                self.interrupt(inv)  # (run()'s end makes it durable, as it does every cancel)
+                return
+            exc = task.exception()
+            if exc is None:
+                failure = self.caller.returned(inv, task.result())
+            elif isinstance(exc, Exception):
+                failure = self.caller.failed(exc)
+            else:
+                return  # KeyboardInterrupt and the like: TrialTasks ends the run with it
+        except (StorageError, ObjectiveMisuseError) as exc:
+            self.fatal(exc)
+            return
+        finally:
+            inv.phase = Phase.OVER
+            if self.live.get(n) is inv:
+                del self.live[n]
+        self.settle_trial(inv, failure)
+        self.release_slot(inv)
+
     async def worker(self, work: _Work | None) -> None:
         """One trial task: run trials until no work is left for it.
 
@@ -273,7 +320,7 @@ class Runner:
                 trial = work if isinstance(work, Trial) else await self.reopen(inv)
                 if timeout is None and caller.direct:  # one frame less: see Caller.direct
                     try:
-                        failure = caller.returned(trial, await caller.objective(trial))
+                        failure = caller.returned(inv, await caller.objective(trial))
                     except Exception as exc:
                         failure = caller.failed(exc)
                 elif timeout is None:

@@ -62,6 +62,7 @@ class Invocation:
         "provider_step",
         "step",
         "suspended_key",
+        "task",
         "last",
         "_wait",
         "_yields_step",
@@ -80,6 +81,9 @@ class Invocation:
         self.provider_step = 0
         self.step = 0  # the invocation's latest step
         self.suspended_key: tuple[Any, ...] | None = None  # its place among suspended ones
+        # The task, when the objective's coroutine is the task's own (no worker around it):
+        # once it is done, the call has returned, though the runner hears of it a turn later.
+        self.task: asyncio.Task[Any] | None = None
         self.last = 0  # the last step steps() gave
         self._wait = _IDLE
         self._yields_step = False  # the wait is steps()'s: it ends with the next step
@@ -100,6 +104,11 @@ class Invocation:
     @property
     def waiting(self) -> bool:
         return self._wait == _WAITING
+
+    @property
+    def returned(self) -> bool:
+        """The call has returned (or raised), though the runner may not have heard of it yet."""
+        return self.phase is Phase.OVER or (self.task is not None and self.task.done())
 
     def wake_up(self) -> None:
         """Let a suspended call go on (promoted, released, or the run is over)."""
