@@ -231,6 +231,14 @@ class Runner:
                 if current is not None and current.phase is Phase.PAUSED and not current.returned:
                     self.resume_in_place(current)
                     continue
+                task = None if current is None else current.task
+                if task is not None and task.done() and (task.cancelled() or task.exception() is not None):
+                    # Its direct call raised after the pause, unheard yet: it fails now, as it
+                    # would have in a worker, and the promotion is void.
+                    self.tasks.end_now(task)
+                    if self.core.state_of(job.number) is not TrialState.RUNNING:
+                        self.running -= 1
+                        continue
                 # Promoted after its invocation was released, or resumed after an interruption.
                 work = self.live[job.number] = Invocation(job.number, self)
             if take and taken is None:
@@ -423,6 +431,11 @@ class Runner:
         if self.state >= RunState.ENDING:
             inv.phase = Phase.RELEASED
             return False
+        if inv.waiting:  # (changing nothing: the first wait goes on)
+            raise ObjectiveMisuseError(
+                f"trial {inv.number} is already waiting at its rung in another task: a paused "
+                "trial waits in one place, the steps() or report() of the task that runs it"
+            )
         inv.start_wait()
         if self.freezer is not None:  # before a release below can end the wait
             self.freezer.suspended()

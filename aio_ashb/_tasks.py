@@ -16,6 +16,8 @@ import contextvars
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+_HEARD = object()  # a direct task whose end on_end was told of already (end_now)
+
 
 class TrialTasks:
     """The trials' tasks. An error that escapes a task ends the run (``on_error``); :meth:`stop`
@@ -55,20 +57,31 @@ class TrialTasks:
     def start(self, coro: Coroutine[Any, Any, Any], name: str, owner: Any = None) -> asyncio.Task[Any]:
         """Run ``coro`` in a task of its own; once it is done, ``on_end(task, owner)`` is called
         first if ``owner`` is not None."""
-        task = self.loop.create_task(coro, name=name, context=self._run_context.copy())
+        context = self._run_context.copy()
+        task = self.loop.create_task(coro, name=name, context=context)
         self.tasks[task] = owner
         # One callback object and one context for all tasks: a paused trial holds no copies.
-        task.add_done_callback(self._on_done, context=self._callback_context)
+        # (A direct task's end runs user code, callbacks and checkpoint providers: in its context.)
+        task.add_done_callback(self._on_done, context=self._callback_context if owner is None else context)
         return task
+
+    def end_now(self, task: asyncio.Task[Any]) -> None:
+        """``task`` is done: tell on_end now rather than in its done callback."""
+        owner = self.tasks.get(task)
+        if owner is not None and owner is not _HEARD and self.on_end is not None:
+            self.tasks[task] = _HEARD
+            self.on_end(task, owner)
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         owner = self.tasks.pop(task)
         self.cancelled.discard(task)
-        if owner is not None and self.on_end is not None:
+        if owner is not None and owner is not _HEARD and self.on_end is not None:
             try:  # (it may start tasks: before the check for none left)
                 self.on_end(task, owner)
-            except Exception as error:  # as if it had escaped the task: it ends the run
+            except BaseException as error:  # as if it had escaped the task: it ends the run
                 self.on_error(error)
+                if isinstance(error, (KeyboardInterrupt, SystemExit)):
+                    raise
         if not task.cancelled():
             exc = task.exception()
             # An objective's own exception is its trial's failure: on_end's to record.

@@ -13,7 +13,7 @@ import contextlib
 import contextvars
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator, Iterator
 from enum import Enum
-from typing import Any, Protocol, TypeVar
+from typing import Any, NoReturn, Protocol, TypeVar
 
 from aio_ashb._core import Decision, check_step, check_value
 from aio_ashb._exceptions import ReportError, TrialStopped
@@ -69,7 +69,7 @@ class Invocation:
         "_callback",
         "_context",
         "_cancel_message",
-        "_asyncio_future_blocking",
+        "_blocking",
     )
 
     def __init__(self, number: int, host: TrialHost) -> None:
@@ -90,7 +90,7 @@ class Invocation:
         self._callback: Callable[[Any], object] | None = None  # the waiting task's wake-up
         self._context: contextvars.Context | None = None
         self._cancel_message: Any = None
-        self._asyncio_future_blocking = False
+        self._blocking: bool | None = None
 
     def __repr__(self) -> str:
         return f"<Invocation of trial {self.number}, {self.phase.value}>"
@@ -129,11 +129,15 @@ class Invocation:
 
     def __anext__(self) -> Awaitable[int]:
         if self.phase is not _RUNNING:
-            if self.host.suspend(self):
-                self._yields_step = True
-                return self
-            if self.phase is not _RUNNING:
-                raise StopAsyncIteration
+            # Paused: the wait starts (or it need not). Either way the end of the iteration is
+            # raised once awaited, never by this call: `anext(it, default)` on an __anext__
+            # that raises crashes CPython 3.11, 3.12 < .10 and 3.13 < .3 (gh-131670).
+            try:
+                self.host.suspend(self)
+            except Exception as exc:
+                return _raising(exc)
+            self._yields_step = True
+            return self
         return _next_step(self)
 
     # -------------------------------------------------------------- awaited: the wait itself
@@ -142,7 +146,7 @@ class Invocation:
 
     def __next__(self) -> Any:
         if self._wait == _WAITING:
-            self._asyncio_future_blocking = True
+            self._blocking = True
             return self  # to the task, which registers its wake-up and sleeps
         # Resumed (a cancelled wait resumes with CancelledError thrown at the await instead).
         self._wait = _IDLE
@@ -154,6 +158,21 @@ class Invocation:
         self.last = last = max(self.last, self.step) + 1
         raise StopIteration(last)
 
+    # send and throw: what an awaiting wrapper that is not a coroutine (the awaitable of
+    # `anext(it, default)`) passes on; a coroutine awaiting this object calls __next__ instead.
+    def send(self, value: Any) -> Any:
+        return self.__next__()
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> NoReturn:
+        if self._wait == _WAITING:  # (not through cancel(): the wait ends here)
+            self._callback = self._context = None
+            self.host.unsuspend(self)
+        self._wait = _IDLE
+        self._yields_step = False
+        if val is None:
+            val = typ() if isinstance(typ, type) else typ
+        raise val.with_traceback(tb) if tb is not None else val
+
     def close(self) -> None:
         """The awaiting coroutine is closed mid-wait (its task was destroyed, never resumed)."""
         if self._wait == _WAITING:
@@ -162,6 +181,16 @@ class Invocation:
             self.host.unsuspend(self)
 
     # -------------------------------------------------------------- what asyncio's Task calls
+    @property
+    def _asyncio_future_blocking(self) -> bool | None:
+        return self._blocking
+
+    @_asyncio_future_blocking.setter
+    def _asyncio_future_blocking(self, value: bool) -> None:
+        # A future to asyncio only while yielded to a task: otherwise ensure_future, wait_for,
+        # gather and shield would take it for a future, whose result is not the step.
+        self._blocking = True if value else None
+
     def get_loop(self) -> asyncio.AbstractEventLoop:
         return self.host.loop
 
@@ -205,6 +234,10 @@ class Invocation:
     def exception(self) -> BaseException | None:
         self.result()
         return None
+
+
+async def _raising(exc: Exception) -> NoReturn:
+    raise exc
 
 
 async def _next_step(inv: Invocation) -> int:

@@ -4,6 +4,7 @@ on its own (a stub host), then what an objective around a pause sees in a real r
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import gc
 from typing import Any
 
@@ -50,7 +51,8 @@ async def wait_on(inv: Invocation) -> str:
 async def test_a_woken_wait_resumes_its_task_and_counts_once() -> None:
     host = Host()
     inv = await paused(host)
-    assert asyncio.isfuture(inv) and not inv.done() and inv.waiting
+    assert not inv.done() and inv.waiting
+    assert not asyncio.isfuture(inv)  # (to asyncio, only when yielded: see the wait_for test)
     task = asyncio.create_task(wait_on(inv))
     await asyncio.sleep(0)
     assert not task.done() and host.suspended == 1
@@ -141,6 +143,52 @@ async def test_a_second_waiter_is_refused_and_a_done_wait_calls_back_at_once() -
     inv.result()  # (raises nothing: the wait ended well)
     assert called == [inv] and inv.exception() is None
     assert repr(inv) == "<Invocation of trial 7, paused>"
+
+
+@pytest.mark.asyncio
+async def test_anext_with_a_default_ends_as_with_any_async_iterator() -> None:
+    """`anext(it, default)` on an __anext__ that raises when called crashes CPython 3.11 (and
+    3.12 < .10, 3.13 < .3; gh-131670): the end is raised when awaited, so the default comes."""
+    host = Host()
+    inv = Invocation(7, host)  # type: ignore[arg-type]  # (a stub host)
+    assert await anext(inv, None) == 1
+    inv.phase = Phase.ENDED
+    assert await anext(inv, None) is None
+    assert await anext(inv, "done") == "done"
+
+    inv.phase = Phase.PAUSED  # paused, then released while it waits
+    waiting = asyncio.ensure_future(anext(inv, None))
+    await asyncio.sleep(0)
+    assert inv.waiting and host.suspended == 1
+    inv.phase = Phase.RELEASED
+    inv.wake_up()
+    assert await waiting is None and host.suspended == 0
+
+    inv.phase = Phase.PAUSED  # paused, then its waiter is cancelled: CancelledError, not misuse
+    waiting = asyncio.ensure_future(anext(inv, None))
+    await asyncio.sleep(0)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert host.suspended == 0 and not inv.waiting
+
+
+@pytest.mark.asyncio
+async def test_wait_for_and_ensure_future_get_the_step_not_the_wait() -> None:
+    """Not yielded to a task, the invocation is no future to asyncio (else wait_for, gather
+    and shield would take its result, None, for the step)."""
+    host = Host()
+    inv = await paused(host)
+    inv.phase = Phase.PAUSED
+    host.suspended = 0
+    inv.close()  # (back to no wait: the __anext__ below starts its own)
+    waiting = asyncio.ensure_future(asyncio.wait_for(anext(inv), 60))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert inv.waiting
+    inv.phase = Phase.RUNNING
+    inv.wake_up()
+    assert await waiting == 1
 
 
 # ---------------------------------------------------------------- in a run
@@ -245,6 +293,110 @@ def test_a_call_that_returned_on_pause_is_called_again_when_promoted() -> None:
         assert calls.count(n) >= 2, (n, calls)  # called again once promoted
         assert study.trial(n).step >= 3
     assert [t.number for t in study.trials if t.state is aa.TrialState.COMPLETE and t.step < 27] == []
+
+
+def test_an_objective_that_raises_as_it_pauses_fails_even_if_promoted_in_that_turn() -> None:
+    """The same turn as above, with a call that raises instead of returning: its trial fails
+    (as it would under a worker), and the promotion made meanwhile is void."""
+    calls: list[int] = []
+
+    async def objective(trial: aa.Trial) -> None:
+        calls.append(trial.number)
+        while True:
+            first = 0.0 if trial.number % 3 == 1 else 1.0 + trial.number
+            decision = await trial.report(first if trial.step == 0 else 0.0)
+            if decision is aa.Decision.PAUSE and trial.number == 1:
+                raise ValueError("broke on pausing")
+            if decision is not aa.Decision.CONTINUE:
+                return
+
+    async def main() -> aa.Study:
+        study = await new_study()
+        await study.run(objective, max_trials=12, concurrency=1)
+        return study
+
+    study = run_virtual(main)
+    first = study.trial(1)
+    assert first.state is aa.TrialState.FAILED and calls.count(1) == 1
+    assert (first.error or "").rstrip().endswith("ValueError: broke on pausing")
+    assert study.counts[aa.TrialState.RUNNING] == 0
+
+
+def test_a_second_task_waiting_on_a_paused_trial_is_refused() -> None:
+    errors: list[BaseException] = []
+
+    async def objective(trial: aa.Trial) -> None:
+        async for step in trial.steps():
+            if trial.number:
+                await anyio.sleep(10.0)  # (no promotion of trial 0 while it tries the below)
+            decision = await trial.report(loss(trial.params, step))
+            if decision is aa.Decision.PAUSE and trial.number == 0 and not errors:
+                main_wait = asyncio.ensure_future(anext(aiter(trial.steps()), None))
+                await asyncio.sleep(0)
+                try:
+                    await trial.report(1.0)  # a second wait, here: refused, nothing changed
+                except aa.ObjectiveMisuseError as exc:
+                    errors.append(exc)
+                main_wait.cancel()
+                return
+
+    async def main() -> aa.Study:
+        study = await new_study()
+        await study.run(objective, max_trials=20, concurrency=2, max_paused=100)
+        return study
+
+    study = run_virtual(main)
+    assert len(errors) == 1 and "trial 0 is already waiting at its rung" in str(errors[0])
+    assert study.counts[aa.TrialState.RUNNING] == study.counts[aa.TrialState.PAUSED] == 0
+
+
+def test_a_direct_trials_end_runs_in_the_context_run_was_called_in() -> None:
+    """Callbacks for a trial whose task was the objective's own run in the run's context, as
+    they do in a worker's task (a request id, a tracing span set around run())."""
+    request = contextvars.ContextVar("request", default="<unset>")
+    seen: dict[int, tuple[str, str]] = {}
+
+    def callback(study: aa.Study, trial: aa.FrozenTrial) -> None:
+        seen[trial.number] = (trial.state.name, request.get())
+
+    async def objective(trial: aa.Trial) -> None:
+        async for step in trial.steps():
+            await anyio.sleep(1.0)
+            if trial.number == 2:
+                raise ValueError("bad")
+            await trial.report(loss(trial.params, step))
+
+    async def main() -> None:
+        request.set("req-42")
+        study = await new_study()
+        await study.run(objective, max_trials=6, concurrency=3, callbacks=[callback])
+
+    run_virtual(main)
+    assert seen[2] == ("FAILED", "req-42")
+
+
+def test_a_base_exception_from_a_callback_at_a_direct_trials_end_ends_the_run() -> None:
+    class Boom(BaseException):
+        pass
+
+    def callback(study: aa.Study, trial: aa.FrozenTrial) -> None:
+        if trial.state is aa.TrialState.FAILED:
+            raise Boom(f"callback saw trial {trial.number} fail")
+
+    async def objective(trial: aa.Trial) -> None:
+        async for step in trial.steps():
+            await anyio.sleep(1.0)
+            if trial.number == 2:
+                raise ValueError("bad")
+            await trial.report(loss(trial.params, step))
+
+    async def main() -> None:
+        study = await new_study()
+        with anyio.fail_after(10_000), pytest.raises(Boom):  # (virtual seconds: a hang fails)
+            await study.run(objective, max_trials=5, concurrency=3, callbacks=[callback])
+        assert asyncio.all_tasks() == {asyncio.current_task()}
+
+    run_virtual(main)
 
 
 def test_a_base_exception_from_an_objective_ends_the_run_with_it() -> None:
