@@ -207,6 +207,18 @@ class Caller:
             return Failure(str(exc), exc)  # the traceback, as formatted where the code ran
         return Failure("".join(traceback.format_exception(exc)), exc)
 
+    @staticmethod
+    def stray_cancel(exc: BaseException) -> Failure:
+        """A call that raised CancelledError while its task was not cancelled: a task or future
+        it awaited was cancelled by someone else. Its trial fails (interrupted, it would hold
+        its slot for good: nothing resumes a trial whose run goes on)."""
+        text = "".join(traceback.format_exception(exc))
+        return Failure(
+            f"{text}(the objective raised CancelledError, but its trial was not cancelled: "
+            "something it awaited was cancelled by someone else)\n",
+            exc,
+        )
+
     def returned(self, inv: Invocation, returned: object) -> Failure | None:
         """A call that returned: a failure only if it never reported anything."""
         n = inv.number

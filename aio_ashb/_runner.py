@@ -285,6 +285,11 @@ class Runner:
         inv.task = self.tasks.start(coro, f"aio_ashb trial {inv.number}", inv)
         return True
 
+    def cancelled(self, task: asyncio.Task[Any] | None) -> bool:
+        """Whether a trial task that ended in CancelledError was cancelled (by the run, or
+        anyone), rather than its objective raising one that something it awaited raised."""
+        return task is None or task.cancelling() > 0 or self.state is RunState.CANCELLING
+
     def direct_ended(self, task: asyncio.Task[Any], inv: Invocation) -> None:
         """A direct task is done: what :meth:`worker` does once its await of the objective is
         over, a loop turn later (fill() meanwhile treats the call as returned: inv.task)."""
@@ -293,10 +298,14 @@ class Runner:
         failure: Failure | None = None
         try:
             if task.cancelled():
-                self.interrupt(inv)  # (run()'s end makes it durable, as it does every cancel)
-                return
-            exc = task.exception()
-            if exc is None:
+                if self.cancelled(task):
+                    self.interrupt(inv)  # (run()'s end makes it durable, as it does every cancel)
+                    return
+                try:
+                    task.result()
+                except asyncio.CancelledError as cancelled:
+                    failure = self.caller.stray_cancel(cancelled)
+            elif (exc := task.exception()) is None:
                 failure = self.caller.returned(inv, task.result())
             elif isinstance(exc, Exception):
                 failure = self.caller.failed(exc)
@@ -347,12 +356,15 @@ class Runner:
                             ),
                             None,
                         )
-            except anyio.get_cancelled_exc_class():
-                with anyio.CancelScope(shield=True):
-                    self.interrupt(inv)
-                    with contextlib.suppress(StorageError):  # already failing: keep cancelling
-                        await self.settle()
-                raise
+            except anyio.get_cancelled_exc_class() as exc:
+                if not self.cancelled(asyncio.current_task()):
+                    failure = caller.stray_cancel(exc)
+                else:
+                    with anyio.CancelScope(shield=True):
+                        self.interrupt(inv)
+                        with contextlib.suppress(StorageError):  # already failing: keep cancelling
+                            await self.settle()
+                    raise
             except (StorageError, ObjectiveMisuseError) as exc:
                 self.fatal(exc)
                 return
@@ -546,6 +558,9 @@ class Runner:
     def interrupt(self, inv: Invocation) -> None:
         n = inv.number
         if self.core.state_of(n) is not TrialState.RUNNING:
+            return
+        owner = self.live.get(n)
+        if owner is not None and owner is not inv:  # a newer call owns the trial: its interrupt
             return
         # A thread cannot be asked for a checkpoint while it computes (its thread was abandoned,
         # mid-step): such a trial resumes from the last checkpoint it saved.

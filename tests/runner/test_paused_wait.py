@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import gc
+from collections import Counter
 from typing import Any
 
 import anyio
@@ -437,3 +438,66 @@ def test_an_objective_error_is_recorded_with_its_own_traceback(mode: str) -> Non
     error = run_virtual(main).trial(2).error or ""
     assert error.startswith("Traceback") and error.rstrip().endswith("ValueError: bad batch")
     assert 'raise ValueError("bad batch")' in error
+
+
+@pytest.mark.parametrize("mode", ["promotion", "stopping"])
+def test_a_cancelled_error_the_objective_raises_itself_fails_its_trial(mode: str) -> None:
+    """Something the objective awaited was cancelled by someone else, not its trial: the
+    trial fails with that traceback (interrupted, it held its slot for good: the run hung)."""
+
+    async def objective(trial: aa.Trial) -> None:
+        async for step in trial.steps():
+            await anyio.sleep(1.0)
+            if trial.number == 2 and step == 1:
+                sub = asyncio.ensure_future(asyncio.sleep(10))
+                asyncio.get_running_loop().call_later(1, sub.cancel)
+                await sub
+            await trial.report(loss(trial.params, step))
+
+    async def main() -> aa.Study:
+        study = await new_study(scheduler=aa.ASHA(1, 27, 3, mode=mode))  # type: ignore[arg-type]
+        with anyio.fail_after(10_000):  # (virtual seconds: a hang fails)
+            await study.run(objective, max_trials=20, concurrency=3)
+        return study
+
+    study = run_virtual(main)
+    failed = study.trial(2)
+    assert failed.state is aa.TrialState.FAILED
+    assert "CancelledError" in (failed.error or "") and "its trial was not cancelled" in (failed.error or "")
+    assert [t.number for t in study.trials if t.state is aa.TrialState.FAILED] == [2]
+
+
+def test_a_cancelled_old_call_does_not_interrupt_its_trials_newer_call() -> None:
+    """A call released while paused can still be cleaning up when its trial is promoted and
+    called again. Cancelled together, only the newer call interrupts the trial, with its own
+    checkpoint: the older one's interrupt took it back to the older call's step."""
+    calls: Counter[int] = Counter()
+    run: list[asyncio.Future[None]] = []
+
+    async def objective(trial: aa.Trial) -> None:
+        calls[trial.number] += 1
+        call = calls[trial.number]
+        try:
+            async for step in trial.steps():
+                await anyio.sleep(1.0)
+                await trial.report(loss(trial.params, step), checkpoint=lambda s=step: (call, s))
+                if call == 2 and not run[0].cancelled():
+                    run[0].cancel()  # while the first call of this trial still cleans up
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.sleep(1e4)  # a slow clean-up, after a release too
+
+    async def main() -> None:
+        study = await new_study()
+        run.append(asyncio.ensure_future(study.run(objective, max_trials=40, concurrency=2, max_paused=1)))
+        with pytest.raises(asyncio.CancelledError):
+            await run[0]
+        interrupted = [
+            n for n, c in calls.items() if c > 1 and study.trial(n).state is aa.TrialState.INTERRUPTED
+        ]
+        assert interrupted
+        for n in interrupted:
+            found = await study.storage.load_checkpoint(study.name, n)
+            assert found is not None and found[1][0] == calls[n], (n, found, calls[n])
+
+    run_virtual(main)
