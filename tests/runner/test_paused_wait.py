@@ -193,6 +193,30 @@ async def test_wait_for_and_ensure_future_get_the_step_not_the_wait() -> None:
 
 
 # ---------------------------------------------------------------- in a run
+def run_study(objective: Any, **run: Any) -> aa.Study:
+    """A new study (tests.helpers.new_study) run on virtual time with ``run``'s options."""
+
+    async def main() -> aa.Study:
+        study = await new_study()
+        await study.run(objective, **run)
+        return study
+
+    return run_virtual(main)
+
+
+def raising_in(number: int, error: BaseException) -> Any:
+    """An objective that reports a step a second, except trial ``number``, which raises ``error``."""
+
+    async def objective(trial: aa.Trial) -> None:
+        async for step in trial.steps():
+            await anyio.sleep(1.0)
+            if trial.number == number:
+                raise error
+            await trial.report(loss(trial.params, step))
+
+    return objective
+
+
 def test_an_asyncio_timeout_around_a_pause_fails_that_trial_only() -> None:
     """A timeout that spans a pause fires while the trial waits at its rung: its task is
     cancelled there, the trial fails with the TimeoutError, and the study goes on."""
@@ -204,12 +228,7 @@ def test_an_asyncio_timeout_around_a_pause_fails_that_trial_only() -> None:
                 await anyio.sleep(0.1)
                 await trial.report(loss(trial.params, step))
 
-    async def main() -> aa.Study:
-        study = await new_study()
-        await study.run(objective, max_trials=40, concurrency=2)
-        return study
-
-    study = run_virtual(main)
+    study = run_study(objective, max_trials=40, concurrency=2)
     first = study.trials[0]
     assert first.state is aa.TrialState.FAILED and "TimeoutError" in (first.error or "")
     assert [t.number for t in study.trials if t.state is aa.TrialState.FAILED] == [0]
@@ -229,12 +248,7 @@ def test_a_task_group_child_failing_while_its_trial_is_paused_fails_that_trial()
                 await anyio.sleep(1.0)
                 await trial.report(loss(trial.params, step))
 
-    async def main() -> aa.Study:
-        study = await new_study()
-        await study.run(objective, max_trials=60, concurrency=2)
-        return study
-
-    study = run_virtual(main)
+    study = run_study(objective, max_trials=60, concurrency=2)
     first = study.trials[0]
     assert first.state is aa.TrialState.FAILED
     assert "the helper of trial 0 broke" in (first.error or "")
@@ -284,12 +298,7 @@ def test_a_call_that_returned_on_pause_is_called_again_when_promoted() -> None:
             if decision is not aa.Decision.CONTINUE:
                 return
 
-    async def main() -> aa.Study:
-        study = await new_study()
-        await study.run(objective, max_trials=12, concurrency=1)
-        return study
-
-    study = run_virtual(main)
+    study = run_study(objective, max_trials=12, concurrency=1)
     for n in (1, 4, 7, 10):
         assert calls.count(n) >= 2, (n, calls)  # called again once promoted
         assert study.trial(n).step >= 3
@@ -311,12 +320,7 @@ def test_an_objective_that_raises_as_it_pauses_fails_even_if_promoted_in_that_tu
             if decision is not aa.Decision.CONTINUE:
                 return
 
-    async def main() -> aa.Study:
-        study = await new_study()
-        await study.run(objective, max_trials=12, concurrency=1)
-        return study
-
-    study = run_virtual(main)
+    study = run_study(objective, max_trials=12, concurrency=1)
     first = study.trial(1)
     assert first.state is aa.TrialState.FAILED and calls.count(1) == 1
     assert (first.error or "").rstrip().endswith("ValueError: broke on pausing")
@@ -341,12 +345,7 @@ def test_a_second_task_waiting_on_a_paused_trial_is_refused() -> None:
                 main_wait.cancel()
                 return
 
-    async def main() -> aa.Study:
-        study = await new_study()
-        await study.run(objective, max_trials=20, concurrency=2, max_paused=100)
-        return study
-
-    study = run_virtual(main)
+    study = run_study(objective, max_trials=20, concurrency=2, max_paused=100)
     assert len(errors) == 1 and "trial 0 is already waiting at its rung" in str(errors[0])
     assert study.counts[aa.TrialState.RUNNING] == study.counts[aa.TrialState.PAUSED] == 0
 
@@ -360,12 +359,7 @@ def test_a_direct_trials_end_runs_in_the_context_run_was_called_in() -> None:
     def callback(study: aa.Study, trial: aa.FrozenTrial) -> None:
         seen[trial.number] = (trial.state.name, request.get())
 
-    async def objective(trial: aa.Trial) -> None:
-        async for step in trial.steps():
-            await anyio.sleep(1.0)
-            if trial.number == 2:
-                raise ValueError("bad")
-            await trial.report(loss(trial.params, step))
+    objective = raising_in(2, ValueError("bad"))
 
     async def main() -> None:
         request.set("req-42")
@@ -384,12 +378,7 @@ def test_a_base_exception_from_a_callback_at_a_direct_trials_end_ends_the_run() 
         if trial.state is aa.TrialState.FAILED:
             raise Boom(f"callback saw trial {trial.number} fail")
 
-    async def objective(trial: aa.Trial) -> None:
-        async for step in trial.steps():
-            await anyio.sleep(1.0)
-            if trial.number == 2:
-                raise ValueError("bad")
-            await trial.report(loss(trial.params, step))
+    objective = raising_in(2, ValueError("bad"))
 
     async def main() -> None:
         study = await new_study()
@@ -404,12 +393,7 @@ def test_a_base_exception_from_an_objective_ends_the_run_with_it() -> None:
     class Boom(BaseException):
         pass
 
-    async def objective(trial: aa.Trial) -> None:
-        async for step in trial.steps():
-            await anyio.sleep(1.0)
-            if trial.number == 4:
-                raise Boom("not an Exception: not a trial failure")
-            await trial.report(loss(trial.params, step))
+    objective = raising_in(4, Boom("not an Exception: not a trial failure"))
 
     async def main() -> None:
         study = await new_study()
