@@ -209,13 +209,13 @@ class Caller:
 
     @staticmethod
     def stray_cancel(exc: BaseException) -> Failure:
-        """A call that raised CancelledError while its task was not cancelled: a task or future
-        it awaited was cancelled by someone else. Its trial fails (interrupted, it would hold
-        its slot for good: nothing resumes a trial whose run goes on)."""
+        """A call that ended in CancelledError while its run was not cancelling it: its task,
+        or something it awaited, was cancelled by someone else. Its trial fails (interrupted,
+        it would hold its slot for good: nothing resumes a trial whose run goes on)."""
         text = "".join(traceback.format_exception(exc))
         return Failure(
-            f"{text}(the objective raised CancelledError, but its trial was not cancelled: "
-            "something it awaited was cancelled by someone else)\n",
+            f"{text}(the objective ended in CancelledError, but the run did not cancel it: its "
+            "task, or something it awaited, was cancelled by someone else)\n",
             exc,
         )
 

@@ -39,6 +39,7 @@ from aio_ashb._exceptions import (
     StorageError,
     StudyLockedError,
     TooManyFailuresError,
+    TrialStopped,
 )
 from aio_ashb._gcfreeze import Freezer
 from aio_ashb._journal import Journal
@@ -64,6 +65,14 @@ _FILL_BUDGET = 0.0005
 _FAIL_FAST = 5
 
 _Work = Trial | Invocation  # a new trial to run, or a trial to call again
+
+
+def _raised(task: asyncio.Task[Any]) -> bool:
+    """Whether a done task's objective failed (a TrialStopped is how a released call ends)."""
+    if task.cancelled():
+        return True
+    exc = task.exception()
+    return exc is not None and not isinstance(exc, TrialStopped)
 
 
 class RunState(IntEnum):
@@ -232,13 +241,14 @@ class Runner:
                     self.resume_in_place(current)
                     continue
                 task = None if current is None else current.task
-                if task is not None and task.done() and (task.cancelled() or task.exception() is not None):
+                if task is not None and task.done() and _raised(task):
                     # Its direct call raised after the pause, unheard yet: it fails now, as it
                     # would have in a worker, and the promotion is void.
+                    self.running -= 1
                     self.tasks.end_now(task)
                     if self.core.state_of(job.number) is not TrialState.RUNNING:
-                        self.running -= 1
                         continue
+                    self.running += 1
                 # Promoted after its invocation was released, or resumed after an interruption.
                 work = self.live[job.number] = Invocation(job.number, self)
             if take and taken is None:
@@ -286,9 +296,11 @@ class Runner:
         return True
 
     def cancelled(self, task: asyncio.Task[Any] | None) -> bool:
-        """Whether a trial task that ended in CancelledError was cancelled (by the run, or
-        anyone), rather than its objective raising one that something it awaited raised."""
-        return task is None or task.cancelling() > 0 or self.state is RunState.CANCELLING
+        """Whether a trial task that ended in CancelledError was cancelled by the run, rather
+        than by anyone else (its objective, a helper of it, a TaskGroup that cancelled it after
+        its body ended): those fail the trial, since nothing would resume it in this run.
+        (Not Task.cancelling(): a TaskGroup of CPython 3.11 and 3.12 can leave it at 1.)"""
+        return task is None or task in self.tasks.cancelled or self.state is RunState.CANCELLING
 
     def direct_ended(self, task: asyncio.Task[Any], inv: Invocation) -> None:
         """A direct task is done: what :meth:`worker` does once its await of the objective is
@@ -443,7 +455,7 @@ class Runner:
         if self.state >= RunState.ENDING:
             inv.phase = Phase.RELEASED
             return False
-        if inv.waiting:  # (changing nothing: the first wait goes on)
+        if inv.waiting or inv.cancelled():  # (changing nothing: the first wait goes on)
             raise ObjectiveMisuseError(
                 f"trial {inv.number} is already waiting at its rung in another task: a paused "
                 "trial waits in one place, the steps() or report() of the task that runs it"

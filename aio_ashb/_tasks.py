@@ -29,6 +29,7 @@ class TrialTasks:
         "tasks",
         "on_error",
         "on_end",
+        "contexts",
         "empty",
         "cancelled",
         "_on_done",
@@ -49,6 +50,7 @@ class TrialTasks:
         self.tasks: dict[asyncio.Task[Any], Any] = {}
         self.on_error = on_error
         self.on_end = on_end
+        self.contexts: dict[asyncio.Task[Any], contextvars.Context] = {}  # tasks with an owner
         self.empty: asyncio.Future[None] | None = None  # set when the last task ends
         self.cancelled: set[asyncio.Task[Any]] = set()  # cancelled once: never again
         self._on_done = self._done
@@ -62,26 +64,37 @@ class TrialTasks:
         self.tasks[task] = owner
         # One callback object and one context for all tasks: a paused trial holds no copies.
         # (A direct task's end runs user code, callbacks and checkpoint providers: in its context.)
-        task.add_done_callback(self._on_done, context=self._callback_context if owner is None else context)
+        if owner is None:
+            task.add_done_callback(self._on_done, context=self._callback_context)
+        else:
+            self.contexts[task] = context  # (Task.get_context() is 3.12's)
+            task.add_done_callback(self._on_done, context=context)
         return task
 
     def end_now(self, task: asyncio.Task[Any]) -> None:
-        """``task`` is done: tell on_end now rather than in its done callback."""
+        """``task`` is done: tell on_end now rather than in its done callback (in the task's
+        context all the same: it is not entered, the task being done)."""
         owner = self.tasks.get(task)
-        if owner is not None and owner is not _HEARD and self.on_end is not None:
+        if owner is not None and owner is not _HEARD:
             self.tasks[task] = _HEARD
+            self.contexts[task].run(self._end, task, owner)
+
+    def _end(self, task: asyncio.Task[Any], owner: Any) -> None:
+        if self.on_end is None:
+            return
+        try:
             self.on_end(task, owner)
+        except BaseException as error:  # as if it had escaped the task: it ends the run
+            self.on_error(error)
+            if isinstance(error, (KeyboardInterrupt, SystemExit)):
+                raise
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         owner = self.tasks.pop(task)
-        self.cancelled.discard(task)
-        if owner is not None and owner is not _HEARD and self.on_end is not None:
-            try:  # (it may start tasks: before the check for none left)
-                self.on_end(task, owner)
-            except BaseException as error:  # as if it had escaped the task: it ends the run
-                self.on_error(error)
-                if isinstance(error, (KeyboardInterrupt, SystemExit)):
-                    raise
+        self.contexts.pop(task, None)
+        if owner is not None and owner is not _HEARD:
+            self._end(task, owner)  # (it may start tasks: before the check for none left)
+        self.cancelled.discard(task)  # (after: on_end asks whether the run cancelled it)
         if not task.cancelled():
             exc = task.exception()
             # An objective's own exception is its trial's failure: on_end's to record.

@@ -16,7 +16,7 @@ from enum import Enum
 from typing import Any, NoReturn, Protocol, TypeVar
 
 from aio_ashb._core import Decision, check_step, check_value
-from aio_ashb._exceptions import ReportError, TrialStopped
+from aio_ashb._exceptions import ObjectiveMisuseError, ReportError, TrialStopped
 from aio_ashb._handover import to_thread
 
 T = TypeVar("T")
@@ -146,6 +146,10 @@ class Invocation:
 
     def __next__(self) -> Any:
         if self._wait == _WAITING:
+            if self._callback is not None:  # a second awaiter: its error, not the first's
+                raise ObjectiveMisuseError(
+                    f"trial {self.number} is already waiting at its rung in another task"
+                )
             self._blocking = True
             return self  # to the task, which registers its wake-up and sleeps
         # Resumed (a cancelled wait resumes with CancelledError thrown at the await instead).
@@ -171,6 +175,8 @@ class Invocation:
         self._yields_step = False
         if val is None:
             val = typ() if isinstance(typ, type) else typ
+        elif not isinstance(val, BaseException):  # (a generator's throw(type, args))
+            val = typ(*val) if isinstance(val, tuple) else typ(val)
         raise val.with_traceback(tb) if tb is not None else val
 
     def close(self) -> None:

@@ -147,6 +147,20 @@ async def test_a_second_waiter_is_refused_and_a_done_wait_calls_back_at_once() -
 
 
 @pytest.mark.asyncio
+async def test_a_second_task_awaiting_the_wait_gets_the_error_itself() -> None:
+    host = Host()
+    inv = await paused(host)
+    first = asyncio.ensure_future(wait_on(inv))
+    await asyncio.sleep(0)
+    second = asyncio.ensure_future(wait_on(inv))
+    with pytest.raises(aa.ObjectiveMisuseError, match="already waiting"):
+        await second
+    inv.phase = Phase.RUNNING
+    inv.wake_up()
+    assert await first == "running" and host.suspended == 0
+
+
+@pytest.mark.asyncio
 async def test_anext_with_a_default_ends_as_with_any_async_iterator() -> None:
     """`anext(it, default)` on an __anext__ that raises when called crashes CPython 3.11 (and
     3.12 < .10, 3.13 < .3; gh-131670): the end is raised when awaited, so the default comes."""
@@ -305,26 +319,54 @@ def test_a_call_that_returned_on_pause_is_called_again_when_promoted() -> None:
     assert [t.number for t in study.trials if t.state is aa.TrialState.COMPLETE and t.step < 27] == []
 
 
-def test_an_objective_that_raises_as_it_pauses_fails_even_if_promoted_in_that_turn() -> None:
-    """The same turn as above, with a call that raises instead of returning: its trial fails
-    (as it would under a worker), and the promotion made meanwhile is void."""
-    calls: list[int] = []
+def same_turn(end: str, calls: list[int], span: contextvars.ContextVar[str] | None = None) -> Any:
+    """The objective of the test above (trials 3k+1 are promoted in the turn they pause), with
+    trial 1 ending its first call as ``end`` says: "raise" (a ValueError as it pauses) or
+    "stopped" (a report()-loop objective, released: its report raises TrialStopped)."""
 
     async def objective(trial: aa.Trial) -> None:
         calls.append(trial.number)
+        if span is not None:
+            span.set(f"trial {trial.number}")  # a tracing span per trial, say
         while True:
             first = 0.0 if trial.number % 3 == 1 else 1.0 + trial.number
             decision = await trial.report(first if trial.step == 0 else 0.0)
-            if decision is aa.Decision.PAUSE and trial.number == 1:
+            if decision is aa.Decision.PAUSE and trial.number == 1 and end == "raise":
                 raise ValueError("broke on pausing")
-            if decision is not aa.Decision.CONTINUE:
+            if decision is not aa.Decision.CONTINUE and end == "raise":
                 return
 
-    study = run_study(objective, max_trials=12, concurrency=1)
+    return objective
+
+
+def test_an_objective_that_raises_as_it_pauses_fails_even_if_promoted_in_that_turn() -> None:
+    """The same turn, with a call that raises instead of returning: its trial fails (as it
+    would under a worker), the promotion made meanwhile is void, and its end (callbacks) runs
+    in that trial's context, not in the one of the trial whose report made the promotion."""
+    calls: list[int] = []
+    span: contextvars.ContextVar[str] = contextvars.ContextVar("span", default="<run>")
+    seen: dict[int, str] = {}
+
+    def callback(study: aa.Study, trial: aa.FrozenTrial) -> None:
+        if trial.state is aa.TrialState.FAILED:
+            seen[trial.number] = span.get()
+
+    study = run_study(same_turn("raise", calls, span), max_trials=12, concurrency=1, callbacks=[callback])
     first = study.trial(1)
     assert first.state is aa.TrialState.FAILED and calls.count(1) == 1
     assert (first.error or "").rstrip().endswith("ValueError: broke on pausing")
+    assert seen == {1: "trial 1"}
     assert study.counts[aa.TrialState.RUNNING] == 0
+
+
+def test_a_released_call_that_ended_with_trial_stopped_is_called_again_when_promoted() -> None:
+    """TrialStopped is how a released report()-loop call ends: not a failure, so a promotion
+    in that turn stands and the trial is called again (it was COMPLETE at its first rung)."""
+    calls: list[int] = []
+    study = run_study(same_turn("stopped", calls), max_trials=12, concurrency=1, max_paused=0)
+    for n in (1, 4, 7, 10):
+        assert calls.count(n) >= 2 and study.trial(n).step >= 3, (n, calls)
+    assert [t.number for t in study.trials if t.state is aa.TrialState.COMPLETE] == []
 
 
 def test_a_second_task_waiting_on_a_paused_trial_is_refused() -> None:
@@ -389,6 +431,34 @@ def test_a_base_exception_from_a_callback_at_a_direct_trials_end_ends_the_run() 
     run_virtual(main)
 
 
+def test_a_base_exception_from_a_callback_at_an_end_heard_early_ends_the_run() -> None:
+    """The same, for a trial whose end fill() handles at once (same_turn): the error ends the
+    run, not the report() of the trial that made the promotion, and no slot is left taken."""
+
+    class Boom(BaseException):
+        pass
+
+    def callback(study: aa.Study, trial: aa.FrozenTrial) -> None:
+        if trial.state is aa.TrialState.FAILED:
+            raise Boom(f"callback saw trial {trial.number} fail")
+
+    inner = same_turn("raise", [])
+
+    async def objective(trial: aa.Trial) -> None:
+        try:
+            await inner(trial)
+        except Boom:  # an objective that ends quietly on anything: the run hung
+            return
+
+    async def main() -> None:
+        study = await new_study()
+        with anyio.fail_after(10_000), pytest.raises(Boom):  # (virtual seconds: a hang fails)
+            await study.run(objective, max_trials=12, concurrency=1, callbacks=[callback])
+        assert asyncio.all_tasks() == {asyncio.current_task()}
+
+    run_virtual(main)
+
+
 def test_a_base_exception_from_an_objective_ends_the_run_with_it() -> None:
     class Boom(BaseException):
         pass
@@ -424,9 +494,11 @@ def test_an_objective_error_is_recorded_with_its_own_traceback(mode: str) -> Non
     assert 'raise ValueError("bad batch")' in error
 
 
+@pytest.mark.parametrize("cancelled", ["awaited", "task"])
 @pytest.mark.parametrize("mode", ["promotion", "stopping"])
-def test_a_cancelled_error_the_objective_raises_itself_fails_its_trial(mode: str) -> None:
-    """Something the objective awaited was cancelled by someone else, not its trial: the
+def test_a_cancellation_not_by_the_run_fails_its_trial(mode: str, cancelled: str) -> None:
+    """Something the objective awaited, or its task, was cancelled by someone else than the
+    run (a helper of the objective, a TaskGroup of CPython 3.11 after its body ended): the
     trial fails with that traceback (interrupted, it held its slot for good: the run hung)."""
 
     async def objective(trial: aa.Trial) -> None:
@@ -434,7 +506,9 @@ def test_a_cancelled_error_the_objective_raises_itself_fails_its_trial(mode: str
             await anyio.sleep(1.0)
             if trial.number == 2 and step == 1:
                 sub = asyncio.ensure_future(asyncio.sleep(10))
-                asyncio.get_running_loop().call_later(1, sub.cancel)
+                victim = sub if cancelled == "awaited" else asyncio.current_task()
+                assert victim is not None
+                asyncio.get_running_loop().call_later(1, victim.cancel)
                 await sub
             await trial.report(loss(trial.params, step))
 
@@ -447,7 +521,7 @@ def test_a_cancelled_error_the_objective_raises_itself_fails_its_trial(mode: str
     study = run_virtual(main)
     failed = study.trial(2)
     assert failed.state is aa.TrialState.FAILED
-    assert "CancelledError" in (failed.error or "") and "its trial was not cancelled" in (failed.error or "")
+    assert "CancelledError" in (failed.error or "") and "the run did not cancel it" in (failed.error or "")
     assert [t.number for t in study.trials if t.state is aa.TrialState.FAILED] == [2]
 
 
