@@ -168,10 +168,8 @@ class Invocation:
         return self.__next__()
 
     def throw(self, typ: Any, val: Any = None, tb: Any = None) -> NoReturn:
-        if self._wait == _WAITING:  # (not through cancel(): the wait ends here)
-            self._callback = self._context = None
-            self.host.unsuspend(self)
-        self._wait = _IDLE
+        self._drop_wait()  # (not through cancel(): the wait ends here)
+        self._wait = _IDLE  # (also a woken or cancelled one: this exception replaces its end)
         self._yields_step = False
         if val is None:
             val = typ() if isinstance(typ, type) else typ
@@ -181,6 +179,10 @@ class Invocation:
 
     def close(self) -> None:
         """The awaiting coroutine is closed mid-wait (its task was destroyed, never resumed)."""
+        self._drop_wait()
+
+    def _drop_wait(self) -> None:
+        """End the wait without waking anyone: its awaiter is gone or already running."""
         if self._wait == _WAITING:
             self._wait = _IDLE
             self._callback = self._context = None
