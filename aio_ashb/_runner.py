@@ -129,6 +129,10 @@ class Runner:
         # With max_paused: the suspended invocations, the first to release last, by
         # (-milestone, rank key), i.e. the worst trial of the lowest rung goes first.
         self.suspended: SortedList[tuple[Any, ...]] = SortedList()
+        # Paused trials this run can never promote (Core.limit_results, set by run() when
+        # max_trials bounds the rungs), for let_go(): held until the study's end, each would
+        # keep a suspended coroutine (and what its objective holds) for nothing.
+        self.unpromotable = journal.core.unpromotable
         self.freezer: Freezer | None = None  # options.freeze_gc, while run() runs
         self.deadlines: dict[int, Deadline] = {}
         self.idle = anyio.Event()
@@ -417,6 +421,8 @@ class Runner:
             return decision
         if decision is Decision.PAUSE:
             inv.phase = Phase.PAUSED
+            if self.unpromotable:
+                self.let_go()
             deadline = self.deadlines.get(inv.number)
             if deadline is not None:
                 deadline.pause()
@@ -471,6 +477,19 @@ class Runner:
             if len(self.suspended) > max_paused:
                 self.release(self.live[self.suspended[-1][1][1]])
         return True
+
+    def let_go(self) -> None:
+        """End the paused calls of trials this run can never promote (as the study's end
+        would, earlier): their steps() end, their tasks end. The trials stay PAUSED until then."""
+        for n in self.unpromotable:
+            inv = self.live.get(n)
+            if inv is None or inv.phase is not Phase.PAUSED:
+                continue  # no call of its own (released, or paused in an earlier run)
+            if inv.waiting:
+                self.release(inv)
+            else:  # it paused just now: its gate will let it go (suspend() sees RELEASED)
+                inv.phase = Phase.RELEASED
+        self.unpromotable.clear()
 
     def unsuspend(self, inv: Invocation) -> None:
         """The wait of :meth:`suspend` is over (woken, or cancelled while waiting)."""
@@ -617,6 +636,9 @@ class Runner:
             self.display.open()
         if self.options.freeze_gc:
             self.freezer = Freezer()
+        limited = self.options.max_trials is not None and self.core.scheduler.mode == "promotion"
+        if limited:  # a rung gets one result per trial at most: max_trials bounds them all
+            self.core.limit_results(max(self.options.max_trials or 0, self.core.n_trials))
         try:
             async with anyio.create_task_group() as services:
                 if self.renew_lease is not None:
@@ -642,6 +664,8 @@ class Runner:
                 await self.storage.flush()
             raise
         finally:
+            if limited:
+                self.core.limit_results(None)
             if self.freezer is not None:
                 self.freezer.close()
                 self.freezer = None

@@ -305,7 +305,10 @@ class Study:
         ``max_trials`` bounds the number of trials in the study (earlier runs included;
         ``None``: no bound, then stop with ``timeout`` or :meth:`stop`). ``concurrency`` trials
         run at once (default: the executor's worker count, else 1); paused trials give their
-        slot back. At most ``max_paused`` paused coroutines stay suspended; the lowest-ranked
+        slot back. With ``max_trials``, a paused trial the run can never promote (one with
+        ``floor(max_trials / eta)`` better results in its rung) is let go at once: its
+        ``steps()`` ends, and it is STOPPED with the others at the run's end (docs/scheduling.md).
+        At most ``max_paused`` paused coroutines stay suspended; the lowest-ranked
         beyond that are released and, if promoted later, called again with their last
         checkpoint. ``timeout`` (seconds) stops the run like :meth:`stop`; ``trial_timeout``
         fails a trial that runs (paused time excluded) longer than that. After

@@ -21,6 +21,7 @@ import math
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from heapq import heappush, heapreplace
 from typing import Any
 
 import numpy as np
@@ -168,6 +169,7 @@ class Core:
         # hot path calls it directly and skips the validation.
         self._plain_random = type(sampler) is RandomSampler
         self.history = History(space) if self._learner is not None else None
+        self.unpromotable: list[int] = []  # paused trials found hopeless (limit_results)
         self._sign = 1.0 if direction is Direction.MINIMIZE else -1.0
         self._eta = scheduler.reduction_factor
         self._promotion = scheduler.mode == "promotion"
@@ -423,7 +425,19 @@ class Core:
             # crossed its target: pause in the highest rung reached, promotable from there.
             self._granted[n] = k - 1
             self._waiting[n] = key
-            rungs[k - 1].wait(key)
+            rung = rungs[k - 1]
+            rung.wait(key)
+            if rung.room >= 0:  # limit_results: is a trial now hopeless? (see Rung.limit)
+                hope, entry = rung.hope, (-key[0], -n)
+                if len(hope) < rung.room:
+                    heappush(hope, entry)
+                elif hope and entry > hope[0]:  # it pushes the worst of the hopeful out
+                    out = -heapreplace(hope, entry)[1]
+                    # (if it still waits here: it may have failed, or been promoted since)
+                    if self._waiting[out] is not None and self._granted[out] == k - 1:
+                        self.unpromotable.append(out)
+                else:
+                    self.unpromotable.append(n)
             states[n] = _PAUSED
             counts["running"] -= 1
             counts["paused"] += 1
@@ -557,6 +571,19 @@ class Core:
         if key is None:
             raise StateError(f"trial {number} is not waiting for promotion")
         return self._milestones[self._bracket[number]][self._granted[number]], key
+
+    def limit_results(self, at_most: int | None) -> None:
+        """From now on, expect at most ``at_most`` results per rung (None: no limit, the
+        default), as a run with ``max_trials`` can: a rung gets one result per trial at most.
+
+        Then every paused trial that can no longer be promoted (see ``Rung.hopeless``) is
+        appended to :attr:`unpromotable` as it becomes so, once, for the caller to let its call
+        go. It stays PAUSED (the decisions do not change). Not part of the study's state: it
+        lasts while the caller keeps it (one run), and is not in snapshots."""
+        for rungs in self._rungs:
+            for rung in rungs:
+                rung.limit(at_most)
+        self.unpromotable.clear()
 
     def waiting_trials(self) -> list[int]:
         """Numbers of the paused trials (from the rungs' waiting lists, not a trial scan): rung

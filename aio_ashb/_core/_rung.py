@@ -21,7 +21,7 @@ what a rung's time goes to, so ``add`` does as few of each as it can.
 from __future__ import annotations
 
 import math
-from heapq import heappop, heappush, heappushpop
+from heapq import heapify, heappop, heappush, heappushpop, nsmallest
 from typing import TypeAlias
 
 Key: TypeAlias = tuple[float, int]
@@ -35,7 +35,21 @@ _NO_BEST: tuple[float, float] = (math.inf, math.inf)
 
 
 class Rung:
-    __slots__ = ("best", "cut", "eta", "gone", "milestone", "n", "rest", "settled", "to", "top", "waiting")
+    __slots__ = (
+        "best",
+        "cut",
+        "eta",
+        "gone",
+        "hope",
+        "milestone",
+        "n",
+        "rest",
+        "room",
+        "settled",
+        "to",
+        "top",
+        "waiting",
+    )
 
     def __init__(self, milestone: int, eta: int, index: int = 0) -> None:
         self.milestone = milestone
@@ -53,6 +67,11 @@ class Rung:
         # True when the rung is known to have nothing promotable. Only a change to this rung can
         # change that, and every change clears the flag, so get_job skips unchanged rungs.
         self.settled = True
+        # Core.limit_results: while the rung can hold at most R results, at most room =
+        # floor(R / eta) of them can ever be promoted; hope holds the best room keys of the
+        # paused trials (negated: its root is the worst of them). -1: no limit known.
+        self.room = -1
+        self.hope: list[tuple[float, int]] = []
 
     def __len__(self) -> int:
         return self.n
@@ -118,6 +137,25 @@ class Rung:
             return best
         self.settled = True
         return None
+
+    # ---------------------------------------------------------------- hopeless trials
+    def limit(self, results_at_most: int | None) -> None:
+        """Expect at most ``results_at_most`` = R results in this rung from now on (None: no
+        limit). The best ``room = floor(R / eta)`` results recorded so far seed ``hope``.
+
+        A rung of at most R results promotes only among its best floor(n / eta) <= room, and a
+        later result never improves an earlier one's rank: a trial with ``room`` better results
+        here is never promoted. Core._at_milestone pushes the key of each trial that pauses
+        here into ``hope``; one that does not fit, or that it pushes out, is such a trial.
+        ``hope`` holds only keys recorded here, so it is never wrong; keys it misses (recorded
+        without a pause) only make it looser."""
+        if results_at_most is None:
+            self.room, self.hope = -1, []
+            return
+        self.room = results_at_most // self.eta
+        best = nsmallest(self.room, [*self.rest, *(key for _, _, key in self.top)])
+        self.hope = [(-value, -number) for value, number in best]
+        heapify(self.hope)
 
     # ---------------------------------------------------------------- reports (not hot)
     def ranked(self) -> list[Key]:

@@ -139,3 +139,51 @@ def test_reference_agrees_on_a_known_promotion() -> None:
     # floor(3 / 3) = 1 candidate: trial 1 (0.1) is promoted to rung 1.
     assert _job_tuple(core.next_job(can_start=False)) == ("promote", 1, 1)
     assert ref.get_job(False) == ("promote", 1, 1)
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cfg=configs, ops=operations, limit=st.integers(1, 40))
+def test_a_limit_on_results_changes_no_decision_and_flags_only_hopeless_trials(
+    cfg: dict[str, Any], ops: list[tuple[str, int, int, float]], limit: int
+) -> None:
+    """Core.limit_results (a run with max_trials): the same decisions as the reference, and a
+    trial flagged unpromotable is paused with at least floor(limit / eta) better results in its
+    rung when flagged, and is never promoted after."""
+    cfg = {**cfg, "mode": "promotion"}
+    core, ref = _build(cfg)
+    core.limit_results(limit)
+    room = limit // cfg["eta"]
+    flagged: set[int] = set()
+    for kind, pick, inc, value in ops:
+        running = [t.number for t in ref.trials if t.state == "running"]
+        alive = [t.number for t in ref.trials if t.state in ("running", "paused")]
+        if kind == "job":
+            can_start = pick % 3 != 0 and core.n_trials < limit
+            job = _job_tuple(core.next_job(can_start=can_start))
+            assert job == ref.get_job(can_start)
+            assert job is None or job[0] != "promote" or job[1] not in flagged
+        elif kind == "report" and running:
+            n = running[pick % len(running)]
+            step = ref.trials[n].step + inc
+            decision = core.apply(Reported(n, step, value))
+            assert decision is not None
+            assert decision.value == ref.report(n, step, value)
+        elif kind == "fail" and alive:
+            n = alive[pick % len(alive)]
+            core.apply(TrialEnded(n, TrialState.FAILED, "boom"))
+            ref.fail(n)
+        elif kind == "interrupt" and running:
+            n = running[pick % len(running)]
+            core.apply(TrialInterrupted(n))
+            ref.interrupt(n)
+        for n in core.unpromotable:
+            assert n not in flagged, f"trial {n} flagged twice"
+            assert ref.trials[n].state == "paused"
+            bracket = core.frozen(n).bracket
+            milestone, _ = core.waiting_position(n)
+            rung = [m for m, _ in core.rung_sizes()[bracket]].index(milestone)
+            assert ref.ranked(bracket, rung).index(n) >= room
+            flagged.add(n)
+        core.unpromotable.clear()
+    core.limit_results(None)
+    assert not core.unpromotable

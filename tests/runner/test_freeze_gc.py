@@ -34,11 +34,15 @@ async def _run(freeze_gc: bool, trials: int = 2_500, seed: int = 0) -> tuple[lis
         nonlocal seen
         if trial.number % 100 == 0:  # (the count walks the frozen objects)
             seen = max(seen, gc.get_freeze_count())
+        if trial.number == trials - 1:
+            study.stop()
         async for step in trial.steps():
             await trial.report(loss(trial.params, step))
 
     async with study:
-        await study.run(objective, max_trials=trials, concurrency=8, freeze_gc=freeze_gc)
+        # max_trials far above the trials run, so that no paused trial is hopeless yet (the run
+        # would let it go at once: tests/runner/test_let_go.py) and they all wait, frozen.
+        await study.run(objective, max_trials=100 * trials, concurrency=8, freeze_gc=freeze_gc)
         return [(t.state, t.params, t.rung_values) for t in study.trials], seen
 
 

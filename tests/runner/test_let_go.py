@@ -1,0 +1,99 @@
+"""A run with max_trials lets go at once of a paused trial it can never promote (Core.limit_results):
+its objective's steps() end then, not at the study's end, and no decision changes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+
+import aio_ashb as aa
+from aio_ashb._core import Core
+from tests.helpers import loss, new_study
+from tests.virtual_time import run_virtual
+
+
+def test_a_trial_the_run_can_never_promote_ends_at_its_pause() -> None:
+    """Nine trials, eta 3, each worse than the ones before: at most floor(9 / 3) = 3 of the first
+    rung are ever promoted, so trials 3 to 8, each with three better results when it pauses,
+    are let go there (before the next trial starts), and trials 0 to 2 wait to be promoted."""
+    log: list[str] = []
+
+    async def objective(trial: aa.Trial) -> None:
+        log.append(f"start {trial.number}")
+        try:
+            async for step in trial.steps():
+                await anyio.sleep(1.0)
+                await trial.report(trial.number + 1 / step)
+        finally:
+            log.append(f"end {trial.number}")
+
+    async def main() -> aa.Study:
+        study = await new_study()
+        await study.run(objective, max_trials=9, concurrency=1)
+        return study
+
+    study = run_virtual(main)
+    for n in range(3, 8):
+        assert log.index(f"end {n}") < log.index(f"start {n + 1}"), log
+    assert log.index("end 8") < log.index("end 0")
+    # Trials 0 to 2 waited (promoted, then paused again) until the study ended.
+    assert log.index("end 1") > log.index("end 8")
+    assert log.index("end 2") > log.index("end 8")
+    states = {t.number: (t.state, t.step) for t in study.trials}
+    assert all(states[n] == (aa.TrialState.STOPPED, 1) for n in range(3, 9)), states
+    assert states[0] == (aa.TrialState.STOPPED, 9)  # alone in the rung of 9: never promoted
+
+
+def test_without_max_trials_no_paused_trial_is_let_go_before_the_end() -> None:
+    """With a timeout alone, the run cannot know how full a rung will get: every paused trial
+    keeps its call until the study's end."""
+    log: list[str] = []
+
+    async def objective(trial: aa.Trial) -> None:
+        try:
+            async for step in trial.steps():
+                await anyio.sleep(1.0)
+                await trial.report(trial.number + 1 / step)
+        finally:
+            log.append(f"end {trial.number}")
+
+    async def main() -> aa.Study:
+        study = await new_study()
+        await study.run(objective, timeout=30.0, concurrency=1)
+        return study
+
+    study = run_virtual(main)
+    assert len(study.trials) > 9
+    assert log[0] == "end 0" or log.index("end 0") < log.index("end 3")  # promoted first: ended
+    stopped = [t.number for t in study.trials if t.state is aa.TrialState.STOPPED]
+    # All the paused ones ended together at the end of the run: no gap between their ends.
+    ends = [log.index(f"end {n}") for n in stopped]
+    assert max(ends) - min(ends) == len(stopped) - 1 and max(ends) == len(log) - 1
+
+
+def _table(study: aa.Study) -> list[tuple[Any, ...]]:
+    return [(t.number, t.state, t.step, t.value, t.rung_values, t.params) for t in study.trials]
+
+
+@pytest.mark.parametrize("brackets", [1, 3])
+def test_letting_go_changes_no_decision(monkeypatch: pytest.MonkeyPatch, brackets: int) -> None:
+    """The same study, with and without the run's limit on rungs: the same trials, states,
+    steps, values and rungs (each sleeps its own time, so the order does not hinge on ties)."""
+
+    async def objective(trial: aa.Trial) -> None:
+        async for step in trial.steps():
+            await anyio.sleep(0.5 + trial.params["x"] + trial.number * 1e-6)
+            await trial.report(loss(trial.params, step))
+
+    async def main() -> aa.Study:
+        study = await new_study(scheduler=aa.ASHA(1, 27, 3, brackets=brackets))
+        await study.run(objective, max_trials=300, concurrency=6)
+        return study
+
+    let_go = run_virtual(main)
+    monkeypatch.setattr(Core, "limit_results", lambda self, at_most: None)
+    kept = run_virtual(main)
+    assert _table(let_go) == _table(kept)
+    assert len(let_go.trials) == 300
