@@ -84,30 +84,41 @@ def _job_tuple(job: Any) -> tuple[Any, ...] | None:
     return ("resume", job.number)
 
 
+def _apply_both(
+    core: Core, ref: ReferenceASHA, op: tuple[str, int, int, float], max_trials: int | None = None
+) -> tuple[Any, ...] | None:
+    """Apply one random operation to both, check they agree; the job handed out, if any."""
+    kind, pick, inc, value = op
+    running = [t.number for t in ref.trials if t.state == "running"]
+    alive = [t.number for t in ref.trials if t.state in ("running", "paused")]
+    if kind == "job":
+        can_start = pick % 3 != 0 and (max_trials is None or core.n_trials < max_trials)
+        job = _job_tuple(core.next_job(can_start=can_start))
+        assert job == ref.get_job(can_start)
+        return job
+    if kind == "report" and running:
+        n = running[pick % len(running)]
+        step = ref.trials[n].step + inc
+        decision = core.apply(Reported(n, step, value))
+        assert decision is not None
+        assert decision.value == ref.report(n, step, value)
+    elif kind == "fail" and alive:
+        n = alive[pick % len(alive)]
+        core.apply(TrialEnded(n, TrialState.FAILED, "boom"))
+        ref.fail(n)
+    elif kind == "interrupt" and running:
+        n = running[pick % len(running)]
+        core.apply(TrialInterrupted(n))
+        ref.interrupt(n)
+    return None
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cfg=configs, ops=operations)
 def test_core_matches_reference(cfg: dict[str, Any], ops: list[tuple[str, int, int, float]]) -> None:
     core, ref = _build(cfg)
-    for kind, pick, inc, value in ops:
-        running = [t.number for t in ref.trials if t.state == "running"]
-        alive = [t.number for t in ref.trials if t.state in ("running", "paused")]
-        if kind == "job":
-            can_start = pick % 3 != 0
-            assert _job_tuple(core.next_job(can_start=can_start)) == ref.get_job(can_start)
-        elif kind == "report" and running:
-            n = running[pick % len(running)]
-            step = ref.trials[n].step + inc
-            decision = core.apply(Reported(n, step, value))
-            assert decision is not None
-            assert decision.value == ref.report(n, step, value)
-        elif kind == "fail" and alive:
-            n = alive[pick % len(alive)]
-            core.apply(TrialEnded(n, TrialState.FAILED, "boom"))
-            ref.fail(n)
-        elif kind == "interrupt" and running:
-            n = running[pick % len(running)]
-            core.apply(TrialInterrupted(n))
-            ref.interrupt(n)
+    for op in ops:
+        _apply_both(core, ref, op)
     # Same trial states and the same rung contents, in the same order.
     assert [core.state_of(t.number).value for t in ref.trials] == [t.state for t in ref.trials]
     for b, ms in enumerate(ref.brackets):
@@ -154,28 +165,9 @@ def test_a_limit_on_results_changes_no_decision_and_flags_only_hopeless_trials(
     core.limit_results(limit)
     room = limit // cfg["eta"]
     flagged: set[int] = set()
-    for kind, pick, inc, value in ops:
-        running = [t.number for t in ref.trials if t.state == "running"]
-        alive = [t.number for t in ref.trials if t.state in ("running", "paused")]
-        if kind == "job":
-            can_start = pick % 3 != 0 and core.n_trials < limit
-            job = _job_tuple(core.next_job(can_start=can_start))
-            assert job == ref.get_job(can_start)
-            assert job is None or job[0] != "promote" or job[1] not in flagged
-        elif kind == "report" and running:
-            n = running[pick % len(running)]
-            step = ref.trials[n].step + inc
-            decision = core.apply(Reported(n, step, value))
-            assert decision is not None
-            assert decision.value == ref.report(n, step, value)
-        elif kind == "fail" and alive:
-            n = alive[pick % len(alive)]
-            core.apply(TrialEnded(n, TrialState.FAILED, "boom"))
-            ref.fail(n)
-        elif kind == "interrupt" and running:
-            n = running[pick % len(running)]
-            core.apply(TrialInterrupted(n))
-            ref.interrupt(n)
+    for op in ops:
+        job = _apply_both(core, ref, op, max_trials=limit)
+        assert job is None or job[0] != "promote" or job[1] not in flagged
         for n in core.unpromotable:
             assert n not in flagged, f"trial {n} flagged twice"
             assert ref.trials[n].state == "paused"
