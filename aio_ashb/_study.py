@@ -306,8 +306,10 @@ class Study:
         ``None``: no bound, then stop with ``timeout`` or :meth:`stop`). ``concurrency`` trials
         run at once (default: the executor's worker count, else 1); paused trials give their
         slot back. With ``max_trials``, a paused trial the run can never promote (one with
-        ``floor(max_trials / eta)`` better results in its rung) is let go at once: its
-        ``steps()`` ends, and it is STOPPED with the others at the run's end (docs/scheduling.md).
+        ``floor(N / eta)`` better results in its rung, ``N`` the larger of ``max_trials`` and
+        the study's trials) is let go at once: its ``steps()`` ends, the code after its loop
+        runs without a slot, and it is STOPPED with the others at the run's end
+        (docs/scheduling.md).
         At most ``max_paused`` paused coroutines stay suspended; the lowest-ranked
         beyond that are released and, if promoted later, called again with their last
         checkpoint. ``timeout`` (seconds) stops the run like :meth:`stop`; ``trial_timeout``

@@ -27,7 +27,9 @@ class Phase(Enum):
 
     RUNNING = "running"  # computing, in a worker slot
     PAUSED = "paused"  # at a rung, waiting for a promotion; its slot is given back
-    RELEASED = "released"  # let go while paused (max_paused, the study is over): steps() ends
+    # let go while paused (max_paused, the trial can never be promoted in this run, the study is
+    # over): steps() ends
+    RELEASED = "released"
     ENDED = "ended"  # stopped or complete: steps() ends; it keeps its slot until it returns
     OVER = "over"  # the call returned, was abandoned, or the run is cancelled: no more reports
 
@@ -378,7 +380,7 @@ class Trial:
         """Iterate ``step + 1, step + 2, ...``; suspend while paused at a rung; end when done.
 
         Ends when the trial is stopped, completes ``max_resource``, or is released while paused
-        (``max_paused``) or at the end of the study.
+        (``max_paused``, a trial the run can never promote, or the end of the study).
         """
         inv = self._inv
         inv.last = self._step

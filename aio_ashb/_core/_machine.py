@@ -169,7 +169,7 @@ class Core:
         # hot path calls it directly and skips the validation.
         self._plain_random = type(sampler) is RandomSampler
         self.history = History(space) if self._learner is not None else None
-        self.unpromotable: list[int] = []  # paused trials found hopeless (limit_results)
+        self.unpromotable: list[int] = []  # paused trials found hopeless (limit_results, _hope)
         self._sign = 1.0 if direction is Direction.MINIMIZE else -1.0
         self._eta = scheduler.reduction_factor
         self._promotion = scheduler.mode == "promotion"
@@ -397,7 +397,7 @@ class Core:
         milestones, rungs, top = self._geometry[self._bracket[n]]
         key = (self._sign * value, n) if _isfinite(value) else (_INF, n)
         values = self._rung_values[n]
-        k = len(values)  # the first milestone not crossed before: step >= milestones[k]
+        k = first = len(values)  # the first milestone not crossed before: step >= milestones[k]
         leads = rungs[k].add(key)  # the stopping rule, at every milestone crossed
         values += (value,)
         history = self.history
@@ -413,6 +413,8 @@ class Core:
         self._rung_values[n] = values
         states, counts = self._state, self._counts
         if k > top:
+            if first < top and rungs[first].room >= 0:  # it jumped past rungs to the end
+                self._hope(rungs, first, top - 1, key, -1)
             states[n] = _COMPLETE
             counts["running"] -= 1
             counts["complete"] += 1
@@ -427,17 +429,8 @@ class Core:
             self._waiting[n] = key
             rung = rungs[k - 1]
             rung.wait(key)
-            if rung.room >= 0:  # limit_results: is a trial now hopeless? (see Rung.limit)
-                hope, entry = rung.hope, (-key[0], -n)
-                if len(hope) < rung.room:
-                    heappush(hope, entry)
-                elif hope and entry > hope[0]:  # it pushes the worst of the hopeful out
-                    out = -heapreplace(hope, entry)[1]
-                    # (if it still waits here: it may have failed, or been promoted since)
-                    if self._waiting[out] is not None and self._granted[out] == k - 1:
-                        self.unpromotable.append(out)
-                else:
-                    self.unpromotable.append(n)
+            if rung.room >= 0:  # limit_results: which trials are hopeless now?
+                self._hope(rungs, first, k - 1, key, k - 1)
             states[n] = _PAUSED
             counts["running"] -= 1
             counts["paused"] += 1
@@ -454,6 +447,26 @@ class Core:
         if history is not None:
             history.heading(n, milestones[k])
         return _CONTINUE
+
+    def _hope(self, rungs: list[Rung], first: int, last: int, key: Key, waits: int) -> None:
+        """limit_results: a trial recorded ``key`` at rungs ``first`` to ``last`` and waits in
+        rung ``waits`` (-1: nowhere). List in ``unpromotable`` the trials that can no longer be
+        promoted: itself, if ``room`` results rank before it where it waits, or one its key
+        pushes out of a rung's ``hope`` while it still waits there (not one promoted from there
+        since, or failed)."""
+        entry = (-key[0], -key[1])
+        waiting, granted = self._waiting, self._granted
+        for k in range(first, last + 1):
+            rung = rungs[k]
+            hope = rung.hope
+            if len(hope) < rung.room:
+                heappush(hope, entry)
+            elif hope and entry > hope[0]:  # better than the worst of the best: that one is out
+                out = -heapreplace(hope, entry)[1]
+                if waiting[out] is not None and granted[out] == k:
+                    self.unpromotable.append(out)
+            elif k == waits:
+                self.unpromotable.append(key[1])
 
     def _on_promoted(self, ev: TrialPromoted) -> None:
         n = ev.number
@@ -576,7 +589,7 @@ class Core:
         """From now on, expect at most ``at_most`` results per rung (None: no limit, the
         default), as a run with ``max_trials`` can: a rung gets one result per trial at most.
 
-        Then every paused trial that can no longer be promoted (see ``Rung.hopeless``) is
+        Then every paused trial that can no longer be promoted (see ``Rung.limit``) is
         appended to :attr:`unpromotable` as it becomes so, once, for the caller to let its call
         go. It stays PAUSED (the decisions do not change). Not part of the study's state: it
         lasts while the caller keeps it (one run), and is not in snapshots."""

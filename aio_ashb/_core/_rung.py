@@ -145,10 +145,9 @@ class Rung:
 
         A rung of at most R results promotes only among its best floor(n / eta) <= room, and a
         later result never improves an earlier one's rank: a trial with ``room`` better results
-        here is never promoted. Core._at_milestone pushes the key of each trial that pauses
-        here into ``hope``; one that does not fit, or that it pushes out, is such a trial.
-        ``hope`` holds only keys recorded here, so it is never wrong; keys it misses (recorded
-        without a pause) only make it looser."""
+        here is never promoted. Core._hope pushes into ``hope`` each key recorded here (in
+        promotion mode, once the limit is set); a waiting trial's key that does not fit, or
+        that a push drops, is such a trial. So ``hope`` holds the rung's best ``room`` keys."""
         if results_at_most is None:
             self.room, self.hope = -1, []
             return

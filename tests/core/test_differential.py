@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from aio_ashb._core import (
@@ -152,30 +152,63 @@ def test_reference_agrees_on_a_known_promotion() -> None:
     assert ref.get_job(False) == ("promote", 1, 1)
 
 
+def _waiting_rung(core: Core, n: int) -> tuple[int, int]:
+    """(bracket, rung index) where the paused trial ``n`` waits."""
+    bracket = core.frozen(n).bracket
+    milestone, _ = core.waiting_position(n)
+    return bracket, [m for m, _ in core.rung_sizes()[bracket]].index(milestone)
+
+
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(cfg=configs, ops=operations, limit=st.integers(1, 40))
-def test_a_limit_on_results_changes_no_decision_and_flags_only_hopeless_trials(
-    cfg: dict[str, Any], ops: list[tuple[str, int, int, float]], limit: int
+@given(cfg=configs, ops=operations, limit=st.integers(1, 40), prefix=st.integers(0, 400))
+@example(  # a trial pushed out of rung 0's best after its promotion, waiting in rung 1
+    cfg={
+        "eta": 2,
+        "min_resource": 1,
+        "rungs": 3,
+        "extra": 0,
+        "brackets": 1,
+        "mode": "promotion",
+        "maximize": False,
+        "seed": 0,
+    },
+    ops=[("job", 1, 1, 0.0)] * 4
+    + [("report", 0, 1, 0.1), ("report", 0, 1, 0.2), ("job", 0, 1, 0.0), ("report", 0, 1, 0.0)]
+    + [("report", 1, 1, 0.05), ("report", 1, 1, 0.06)]
+    + [("job", 0, 1, 0.0), ("report", 0, 1, 0.5)] * 4,
+    limit=4,
+    prefix=0,
+)
+def test_a_limit_on_results_changes_no_decision_and_flags_exactly_the_hopeless_trials(
+    cfg: dict[str, Any], ops: list[tuple[str, int, int, float]], limit: int, prefix: int
 ) -> None:
-    """Core.limit_results (a run with max_trials): the same decisions as the reference, and a
-    trial flagged unpromotable is paused with at least floor(limit / eta) better results in its
-    rung when flagged, and is never promoted after."""
+    """Core.limit_results (a run with max_trials, set after ``prefix`` operations of earlier
+    runs): the same decisions as the reference; a trial flagged unpromotable waits with at least
+    floor(N / eta) better results in its rung, is flagged once and never promoted after; and
+    every trial that paused since the limit was set and has that many better results is flagged."""
     cfg = {**cfg, "mode": "promotion"}
     core, ref = _build(cfg)
-    core.limit_results(limit)
-    room = limit // cfg["eta"]
+    for op in ops[:prefix]:
+        _apply_both(core, ref, op)
+    bound = max(limit, core.n_trials)  # as Runner.run sets it
+    core.limit_results(bound)
+    room = bound // cfg["eta"]
+    # Trials waiting when the limit was set, and where: not flagged until they move or are pushed.
+    before = {t.number: _waiting_rung(core, t.number) for t in ref.trials if t.state == "paused"}
     flagged: set[int] = set()
-    for op in ops:
-        job = _apply_both(core, ref, op, max_trials=limit)
+    for op in ops[prefix:]:
+        job = _apply_both(core, ref, op, max_trials=bound)
         assert job is None or job[0] != "promote" or job[1] not in flagged
         for n in core.unpromotable:
             assert n not in flagged, f"trial {n} flagged twice"
             assert ref.trials[n].state == "paused"
-            bracket = core.frozen(n).bracket
-            milestone, _ = core.waiting_position(n)
-            rung = [m for m, _ in core.rung_sizes()[bracket]].index(milestone)
-            assert ref.ranked(bracket, rung).index(n) >= room
+            assert ref.ranked(*_waiting_rung(core, n)).index(n) >= room
             flagged.add(n)
         core.unpromotable.clear()
+        for t in ref.trials:
+            if t.state == "paused" and t.number not in flagged:
+                where = _waiting_rung(core, t.number)
+                if before.get(t.number) != where:
+                    assert ref.ranked(*where).index(t.number) < room, f"trial {t.number} not flagged"
     core.limit_results(None)
     assert not core.unpromotable

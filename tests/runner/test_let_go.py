@@ -94,3 +94,36 @@ def test_letting_go_changes_no_decision(monkeypatch: pytest.MonkeyPatch, bracket
     kept = run_virtual(main)
     assert _table(let_go) == _table(kept)
     assert len(let_go.trials) == 300
+
+
+@pytest.mark.parametrize("second", [5, 40, 120])  # below, near and above the first run's trials
+@pytest.mark.parametrize("seed", range(4))
+def test_a_resumed_study_calls_each_trial_at_most_once_per_run(seed: int, second: int) -> None:
+    """A first run cancelled midway leaves trials paused; the second run's limit counts them
+    (max_trials below the study's trials too). Without max_paused a run calls a trial again only
+    if it let its call go and then promoted it, which a trial let go must never be."""
+    calls: list[list[int]] = [[], []]
+
+    def objective(run: int) -> Any:
+        async def call(trial: aa.Trial) -> None:
+            calls[run].append(trial.number)
+            async for step in trial.steps():
+                await anyio.sleep(0.2 + trial.params["x"])
+                await trial.report(loss(trial.params, step))
+
+        return call
+
+    async def main() -> aa.Study:
+        study = await new_study(
+            scheduler=aa.ASHA(1, 9, 3, brackets=1 + seed % 2), sampler=aa.RandomSampler(seed)
+        )
+        with anyio.move_on_after(6.0 + seed):
+            await study.run(objective(0), max_trials=60, concurrency=5)
+        await study.run(objective(1), max_trials=second, concurrency=5)
+        return study
+
+    study = run_virtual(main)
+    again = [n for n in set(calls[1]) if calls[1].count(n) > 1]
+    assert not again, again
+    assert len(calls[0]) > 5 and calls[1]  # (both runs did something)
+    assert len(study.trials) == max(second, len(set(calls[0])))
