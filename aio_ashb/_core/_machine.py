@@ -21,7 +21,6 @@ import math
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from heapq import heappush, heapreplace
 from typing import Any
 
 import numpy as np
@@ -45,7 +44,7 @@ from aio_ashb._core._events import (
     unpack_rng_state,
 )
 from aio_ashb._core._history import History
-from aio_ashb._core._rung import Key, Rung
+from aio_ashb._core._rung import Key, Rung, heapify_max, heapreplace_max
 from aio_ashb._core._sampler import LearningSampler, RandomSampler, Sampler
 from aio_ashb._core._scheduler import ASHA
 from aio_ashb._core._space import SearchSpace
@@ -454,15 +453,16 @@ class Core:
         promoted: itself, if ``room`` results rank before it where it waits, or one its key
         pushes out of a rung's ``hope`` while it still waits there (not one promoted from there
         since, or failed)."""
-        entry = (-key[0], -key[1])
         waiting, granted = self._waiting, self._granted
         for k in range(first, last + 1):
             rung = rungs[k]
             hope = rung.hope
-            if len(hope) < rung.room:
-                heappush(hope, entry)
-            elif hope and entry > hope[0]:  # better than the worst of the best: that one is out
-                out = -heapreplace(hope, entry)[1]
+            if len(hope) < rung.room:  # not full yet: a list, made a heap once full
+                hope.append(key)
+                if len(hope) == rung.room:
+                    heapify_max(hope)
+            elif hope and key < hope[0]:  # better than the worst of the best: that one is out
+                out = heapreplace_max(hope, key)[1]
                 if waiting[out] is not None and granted[out] == k:
                     self.unpromotable.append(out)
             elif k == waits:

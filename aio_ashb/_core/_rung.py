@@ -20,11 +20,20 @@ what a rung's time goes to, so ``add`` does as few of each as it can.
 
 from __future__ import annotations
 
+import heapq
 import math
-from heapq import heapify, heappop, heappush, heappushpop, nsmallest
-from typing import TypeAlias
+from collections.abc import Callable
+from heapq import heappop, heappush, heappushpop, nsmallest
+from typing import Any, TypeAlias
 
 Key: TypeAlias = tuple[float, int]
+
+# heapq's max-heaps (a rung's hope: its worst key at the root, the keys themselves stored, so a
+# push allocates nothing): public from CPython 3.14, private but the same C functions before.
+heapify_max: Callable[[list[Any]], None] = getattr(heapq, "heapify_max", None) or heapq._heapify_max
+heapreplace_max: Callable[[list[Any], Any], Any] = (
+    getattr(heapq, "heapreplace_max", None) or heapq._heapreplace_max  # type: ignore[attr-defined]
+)
 _TopEntry: TypeAlias = tuple[float, int, Key]
 
 # The cut of a rung whose top is empty: it ranks before every key (keys hold a finite value or
@@ -68,10 +77,10 @@ class Rung:
         # change that, and every change clears the flag, so get_job skips unchanged rungs.
         self.settled = True
         # Core.limit_results: while the rung can hold at most R results, at most room =
-        # floor(R / eta) of them can ever be promoted; hope holds the best room keys of the
-        # paused trials (negated: its root is the worst of them). -1: no limit known.
+        # floor(R / eta) of them can ever be promoted; hope holds its best room keys (a list
+        # until full, then a max-heap: its root is the worst of them). -1: no limit known.
         self.room = -1
-        self.hope: list[tuple[float, int]] = []
+        self.hope: list[Key] = []
 
     def __len__(self) -> int:
         return self.n
@@ -152,9 +161,9 @@ class Rung:
             self.room, self.hope = -1, []
             return
         self.room = results_at_most // self.eta
-        best = nsmallest(self.room, [*self.rest, *(key for _, _, key in self.top)])
-        self.hope = [(-value, -number) for value, number in best]
-        heapify(self.hope)
+        self.hope = nsmallest(self.room, [*self.rest, *(key for _, _, key in self.top)])
+        if len(self.hope) == self.room:
+            heapify_max(self.hope)
 
     # ---------------------------------------------------------------- reports (not hot)
     def ranked(self) -> list[Key]:
