@@ -431,6 +431,8 @@ class Runner:
                 return Decision.CONTINUE
         else:
             inv.phase = Phase.ENDED
+            if self.unpromotable:  # a report that jumped past rungs to the end pushed one out
+                self.let_go()
             self.journal.drop_checkpoint(inv.number)  # it can never resume: free the space
             self.finished(inv.number)
         return decision

@@ -127,3 +127,32 @@ def test_a_resumed_study_calls_each_trial_at_most_once_per_run(seed: int, second
     assert not again, again
     assert len(calls[0]) > 5 and calls[1]  # (both runs did something)
     assert len(study.trials) == max(second, len(set(calls[0])))
+
+
+def test_a_trial_pushed_out_by_one_that_jumps_to_the_end_is_let_go_then() -> None:
+    """max_trials 6, eta 3: two of the first rung can ever be promoted. Trial 2 reports once, at
+    the last milestone, better than trials 0 and 1: trial 1 is let go when trial 2 completes,
+    not at the next pause (the other trials report only after 100 s)."""
+    ended: dict[int, float] = {}
+
+    async def objective(trial: aa.Trial) -> None:
+        n = trial.number
+        try:
+            if n == 2:
+                await anyio.sleep(3.0)
+                await trial.report(1.0, step=27)
+                return
+            await anyio.sleep(n + 1.0 if n < 2 else 100.0)
+            async for step in trial.steps():
+                await trial.report(5.0 + n + 1 / step)
+        finally:
+            ended[n] = anyio.current_time()
+
+    async def main() -> aa.Study:
+        study = await new_study()
+        await study.run(objective, max_trials=6, concurrency=3)
+        return study
+
+    study = run_virtual(main)
+    assert study.trials[2].state is aa.TrialState.COMPLETE
+    assert ended[1] < 50.0 < min(ended[n] for n in (0, 3, 4, 5)), ended
