@@ -126,20 +126,23 @@ def test_core_matches_reference(cfg: dict[str, Any], ops: list[tuple[str, int, i
             assert core.rung_members(b, k) == ref.ranked(b, k)
 
 
+def _promotion_config(eta: int, seed: int) -> dict[str, Any]:
+    """One bracket of rungs 1, eta and eta ** 2, minimizing, in promotion mode."""
+    return {
+        "eta": eta,
+        "min_resource": 1,
+        "rungs": 3,
+        "extra": 0,
+        "brackets": 1,
+        "mode": "promotion",
+        "maximize": False,
+        "seed": seed,
+    }
+
+
 def test_reference_agrees_on_a_known_promotion() -> None:
     # A hand-checked case so the reference itself is anchored: eta=3, rungs 1, 3, 9.
-    core, ref = _build(
-        {
-            "eta": 3,
-            "min_resource": 1,
-            "rungs": 3,
-            "extra": 0,
-            "brackets": 1,
-            "mode": "promotion",
-            "maximize": False,
-            "seed": 1,
-        }
-    )
+    core, ref = _build(_promotion_config(eta=3, seed=1))
     for impl in (core, ref):
         for _ in range(3):
             job = impl.next_job() if isinstance(impl, Core) else impl.get_job(True)
@@ -162,16 +165,7 @@ def _waiting_rung(core: Core, n: int) -> tuple[int, int]:
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cfg=configs, ops=operations, limit=st.integers(1, 40), prefix=st.integers(0, 400))
 @example(  # a trial pushed out of rung 0's best after its promotion, waiting in rung 1
-    cfg={
-        "eta": 2,
-        "min_resource": 1,
-        "rungs": 3,
-        "extra": 0,
-        "brackets": 1,
-        "mode": "promotion",
-        "maximize": False,
-        "seed": 0,
-    },
+    cfg=_promotion_config(eta=2, seed=0),
     ops=[("job", 1, 1, 0.0)] * 4
     + [("report", 0, 1, 0.1), ("report", 0, 1, 0.2), ("job", 0, 1, 0.0), ("report", 0, 1, 0.0)]
     + [("report", 1, 1, 0.05), ("report", 1, 1, 0.06)]
