@@ -416,36 +416,39 @@ def test_a_direct_trials_end_runs_in_the_context_run_was_called_in() -> None:
     assert seen[2] == ("FAILED", "req-42")
 
 
-def test_a_base_exception_from_a_callback_at_a_direct_trials_end_ends_the_run() -> None:
-    class Boom(BaseException):
-        pass
+class Boom(BaseException):
+    """Not an Exception: whoever raises it ends the run with it, not a trial."""
 
-    def callback(study: aa.Study, trial: aa.FrozenTrial) -> None:
-        if trial.state is aa.TrialState.FAILED:
-            raise Boom(f"callback saw trial {trial.number} fail")
 
-    objective = raising_in(2, ValueError("bad"))
+def boom_on_failure(study: aa.Study, trial: aa.FrozenTrial) -> None:
+    """A callback that raises Boom when it sees a trial fail."""
+    if trial.state is aa.TrialState.FAILED:
+        raise Boom(f"callback saw trial {trial.number} fail")
 
-    async def main() -> None:
+
+def run_ending_in_boom(objective: Any, **run: Any) -> aa.Study:
+    """A new study run on virtual time with ``run``'s options: the run raises Boom, leaving no
+    task and no trial running (within 10,000 virtual seconds: a hang fails)."""
+
+    async def main() -> aa.Study:
         study = await new_study()
-        with anyio.fail_after(10_000), pytest.raises(Boom):  # (virtual seconds: a hang fails)
-            await study.run(objective, max_trials=5, concurrency=3, callbacks=[callback])
+        with anyio.fail_after(10_000), pytest.raises(Boom):
+            await study.run(objective, **run)
         assert asyncio.all_tasks() == {asyncio.current_task()}
+        assert study.counts[aa.TrialState.RUNNING] == 0
+        return study
 
-    run_virtual(main)
+    return run_virtual(main)
+
+
+def test_a_base_exception_from_a_callback_at_a_direct_trials_end_ends_the_run() -> None:
+    objective = raising_in(2, ValueError("bad"))
+    run_ending_in_boom(objective, max_trials=5, concurrency=3, callbacks=[boom_on_failure])
 
 
 def test_a_base_exception_from_a_callback_at_an_end_heard_early_ends_the_run() -> None:
     """The same, for a trial whose end fill() handles at once (same_turn): the error ends the
     run, not the report() of the trial that made the promotion, and no slot is left taken."""
-
-    class Boom(BaseException):
-        pass
-
-    def callback(study: aa.Study, trial: aa.FrozenTrial) -> None:
-        if trial.state is aa.TrialState.FAILED:
-            raise Boom(f"callback saw trial {trial.number} fail")
-
     inner = same_turn("raise", [])
 
     async def objective(trial: aa.Trial) -> None:
@@ -454,29 +457,12 @@ def test_a_base_exception_from_a_callback_at_an_end_heard_early_ends_the_run() -
         except Boom:  # an objective that ends quietly on anything: the run hung
             return
 
-    async def main() -> None:
-        study = await new_study()
-        with anyio.fail_after(10_000), pytest.raises(Boom):  # (virtual seconds: a hang fails)
-            await study.run(objective, max_trials=12, concurrency=1, callbacks=[callback])
-        assert asyncio.all_tasks() == {asyncio.current_task()}
-
-    run_virtual(main)
+    run_ending_in_boom(objective, max_trials=12, concurrency=1, callbacks=[boom_on_failure])
 
 
 def test_a_base_exception_from_an_objective_ends_the_run_with_it() -> None:
-    class Boom(BaseException):
-        pass
-
     objective = raising_in(4, Boom("not an Exception: not a trial failure"))
-
-    async def main() -> None:
-        study = await new_study()
-        with pytest.raises(Boom):
-            await study.run(objective, max_trials=50, concurrency=3)
-        assert asyncio.all_tasks() == {asyncio.current_task()}
-        assert study.counts[aa.TrialState.RUNNING] == 0
-
-    run_virtual(main)
+    run_ending_in_boom(objective, max_trials=50, concurrency=3)
 
 
 @pytest.mark.parametrize("mode", ["promotion", "stopping"])
