@@ -15,10 +15,16 @@ from aio_ashb import _gcfreeze
 from tests.helpers import SPACE, loss
 
 
+def frozen_now() -> int:
+    """Objects frozen beyond what the interpreter keeps frozen itself (CPython 3.12 does, and
+    gives them back to the permanent generation at each collection after an unfreeze)."""
+    return gc.get_freeze_count() - _gcfreeze.INTERPRETERS_OWN
+
+
 @pytest.fixture(autouse=True)
 def _unfrozen_after() -> Iterator[None]:
     """Whatever a test does, the next one starts with nothing frozen."""
-    assert gc.get_freeze_count() == 0
+    assert frozen_now() <= 0
     try:
         yield
     finally:
@@ -33,7 +39,7 @@ async def _run(freeze_gc: bool, trials: int = 2_500, seed: int = 0) -> tuple[lis
     async def objective(trial: aa.Trial) -> None:
         nonlocal seen
         if trial.number % 100 == 0:  # (the count walks the frozen objects)
-            seen = max(seen, gc.get_freeze_count())
+            seen = max(seen, frozen_now())
         if trial.number == trials - 1:
             study.stop()
         async for step in trial.steps():
@@ -50,7 +56,7 @@ async def _run(freeze_gc: bool, trials: int = 2_500, seed: int = 0) -> tuple[lis
 async def test_the_run_freezes_as_paused_trials_grow_and_unfreezes_at_its_end() -> None:
     frozen, seen = await _run(True)
     assert seen > 0  # frozen while trials still started
-    assert gc.get_freeze_count() == 0
+    assert frozen_now() <= 0
     plain, seen_plain = await _run(False)
     assert seen_plain == 0
     assert frozen == plain  # the same study, trial by trial
@@ -62,12 +68,12 @@ async def test_the_run_freezes_as_paused_trials_grow_and_unfreezes_at_its_end() 
 async def test_a_process_that_froze_objects_of_its_own_is_warned_and_nothing_more_is_frozen() -> None:
     mine = [[object()] for _ in range(100)]
     gc.freeze()
-    before = gc.get_freeze_count()
+    before = frozen_now()
     with pytest.warns(RuntimeWarning, match="freezes nothing in this process"):
         _, seen = await _run(True)
     # Nothing of the run's frozen (frozen objects that died left), the process's own left frozen.
     assert 0 < seen <= before
-    assert 0 < gc.get_freeze_count() <= before
+    assert 0 < frozen_now() <= before
     assert mine
 
 
@@ -78,7 +84,7 @@ async def test_the_first_of_two_runs_to_end_leaves_the_other_frozen() -> None:
 
     async def first() -> None:
         await _run(True, trials=2_000, seed=1)
-        after_first.append(gc.get_freeze_count())
+        after_first.append(frozen_now())
         gate.set()
 
     async def second() -> None:
@@ -95,7 +101,7 @@ async def test_the_first_of_two_runs_to_end_leaves_the_other_frozen() -> None:
 
     await asyncio.gather(first(), second())
     assert after_first[0] > 0  # the second run still had its paused trials frozen
-    assert gc.get_freeze_count() == 0 and _gcfreeze._active == 0
+    assert frozen_now() <= 0 and _gcfreeze._active == 0
 
 
 @pytest.mark.asyncio
@@ -113,11 +119,11 @@ async def test_a_cancelled_run_unfreezes() -> None:
     async with study:
         run = asyncio.create_task(study.run(objective, concurrency=8, freeze_gc=True))
         await frozen.wait()
-        assert gc.get_freeze_count() > 0
+        assert frozen_now() > 0
         run.cancel()
         with pytest.raises(asyncio.CancelledError):
             await run
-    assert gc.get_freeze_count() == 0 and _gcfreeze._active == 0
+    assert frozen_now() <= 0 and _gcfreeze._active == 0
 
 
 @pytest.mark.asyncio
@@ -137,4 +143,4 @@ async def test_the_warning_as_an_error_leaves_no_run_counted() -> None:
     assert _gcfreeze._active == 0
     gc.unfreeze()
     _, seen = await _run(True)  # the next run freezes, and unfreezes at its end
-    assert seen > 0 and gc.get_freeze_count() == 0
+    assert seen > 0 and frozen_now() <= 0
