@@ -77,13 +77,13 @@ def check_step(step: object) -> int:
     raise ReportError(f"step must be an integer >= 1, got {step!r}")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class FrozenTrial:
     """A read-only snapshot of one trial.
 
     ``rung_values`` maps each milestone the trial reached (a resource) to the value recorded
     there; ``resource`` is the highest of them (0 when none); ``step`` and ``value`` are the last
-    report.
+    report. Two snapshots are equal when every field is, a NaN counting as equal to a NaN.
     """
 
     number: int
@@ -122,6 +122,39 @@ class FrozenTrial:
         _put_rung_values(self, rung_values)
         _put_error(self, error)
         _put_checkpoint_step(self, checkpoint_step)
+
+    def __eq__(self, other: object) -> bool:
+        # Field by field with NaN equal to NaN, so that a snapshot equals another of the same
+        # trial where a report (or a constant) was NaN. A dataclass's own __eq__ compares NaN
+        # as unequal from CPython 3.13 on, and before that as equal only when both were one
+        # float object, as after a copy but not after a replay of the log.
+        if type(other) is not FrozenTrial:
+            return NotImplemented
+        return _comparable(self) == _comparable(other)
+
+    __hash__ = None  # type: ignore[assignment]  # (params is a dict: never hashable)
+
+
+# What stands for every NaN in _comparable: one object, equal only to itself.
+_NAN = object()
+
+
+def _comparable(t: FrozenTrial) -> tuple[Any, ...]:
+    def same(v: Any) -> Any:
+        return _NAN if isinstance(v, float) and v != v else v
+
+    return (
+        t.number,
+        t.state,
+        {k: same(v) for k, v in t.params.items()},
+        t.bracket,
+        t.step,
+        same(t.value),
+        t.resource,
+        {k: same(v) for k, v in t.rung_values.items()},
+        t.error,
+        t.checkpoint_step,
+    )
 
 
 (

@@ -26,6 +26,7 @@ from aio_ashb._core import (
     Decision,
     Direction,
     Enqueued,
+    FrozenTrial,
     Reported,
     TrialCreated,
     TrialEnded,
@@ -553,3 +554,17 @@ def test_a_core_is_freed_with_its_last_reference_not_at_a_later_collection(sampl
         assert freed() is None
     finally:
         gc.enable()
+
+
+def test_snapshots_of_the_same_trial_are_equal_where_a_value_is_nan() -> None:
+    def snapshot(value: float) -> FrozenTrial:
+        # float("nan") twice: two NaN objects, as a replayed log's are (json makes new ones)
+        nan = float("nan")
+        return FrozenTrial(4, TrialState.PAUSED, {"x": nan}, 0, 3, value, 3, {1: 0.2, 3: nan}, None, 3)
+
+    assert snapshot(float("nan")) == snapshot(float("nan"))
+    assert snapshot(float("nan")) != snapshot(0.5)
+    assert snapshot(0.5) == snapshot(0.5)
+    other = FrozenTrial(4, TrialState.PAUSED, {"x": 0.1}, 0, 3, 0.5, 3, {1: 0.2, 3: 0.3}, None, 3)
+    assert snapshot(0.5) != other  # NaN is no wildcard: it equals NaN only
+    assert snapshot(0.5) != (4,)
