@@ -18,7 +18,7 @@ import pytest
 
 import aio_ashb as aa
 from aio_ashb.cli import main
-from tests.helpers import SPACE, loss
+from tests.helpers import SPACE, connect, loss
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -354,9 +354,8 @@ def test_empty_damaged_and_odd_files_are_one_line_errors(
     db = tmp_path / "bad.db"
     make_study(db, "good", trials=3)
     make_study(db, "bad", trials=3)
-    import sqlite3
 
-    with sqlite3.connect(db) as conn:
+    with connect(db) as conn:
         conn.execute("UPDATE studies SET config = '{\"space\": 1}' WHERE name = 'bad'")
     code, _, err = run_cli(capsys, "status", str(db), "bad")
     assert code == 1 and len(err.splitlines()) == 1 and "study 'bad'" in err and "malformed" in err

@@ -197,8 +197,10 @@ async def test_cancelling_abandons_a_thread_that_never_returns() -> None:
 
 
 BLOCKED_SCRIPT = """
-import asyncio, os, threading
+import asyncio, os, signal, threading
 import aio_ashb as aa
+
+signal.signal(signal.SIGINT, signal.default_int_handler)  # (see tests/storage/crash_child.py)
 
 def objective(trial):
     for step in trial.steps():

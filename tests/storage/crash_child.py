@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 from typing import TextIO
 
 import anyio
@@ -77,6 +78,9 @@ async def main(args: argparse.Namespace, ack: TextIO) -> None:
 
 
 if __name__ == "__main__":
+    # Ctrl-C as a terminal's user sends it, even when the suite itself runs as a shell's
+    # background job, which starts with SIGINT ignored and passes that on to its children.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     parser = argparse.ArgumentParser()
     parser.add_argument("db")
     parser.add_argument("ack")

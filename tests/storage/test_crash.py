@@ -22,6 +22,7 @@ import pytest
 import aio_ashb as aa
 from aio_ashb._core import Core, TrialState
 from aio_ashb.storage._sqlite import SQLiteStorage
+from tests.helpers import connect
 
 ROOT = Path(__file__).resolve().parents[2]
 KILLS = int(os.environ.get("AIO_ASHB_CRASH_KILLS", "30"))  # more in a longer run by hand
@@ -70,7 +71,7 @@ async def _replay(db: Path, name: str) -> Core:
 
 def _check_file(db: Path, ack: Path) -> int:
     """The file is intact, and every acknowledged report is in it, once. Returns how many."""
-    with sqlite3.connect(db) as conn:
+    with connect(db) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         rows = conn.execute(
             "SELECT s.name, e.number, e.step, e.value FROM events e JOIN studies s ON s.id = e.study_id "
@@ -87,7 +88,7 @@ def _check_file(db: Path, ack: Path) -> int:
 
 
 def _leases(db: Path) -> list[tuple[str, float]]:
-    with sqlite3.connect(db) as conn:
+    with connect(db) as conn:
         return conn.execute("SELECT holder, expires FROM leases").fetchall()
 
 
@@ -190,7 +191,8 @@ def test_a_second_storage_and_an_outside_reader_never_corrupt_the_file(tmp_path:
     _kill(first)  # a crash: whatever it wrote must be in the file itself
     assert _check_file(db, ack) > 100
     assert _replayed(db, "C").n_trials == 60
-    assert {n for (n,) in sqlite3.connect(db).execute("SELECT name FROM studies")} == {"A", "B", "C"}
+    with connect(db) as conn:
+        assert {n for (n,) in conn.execute("SELECT name FROM studies")} == {"A", "B", "C"}
 
 
 def _write_lock_free(db: Path) -> bool:
@@ -249,7 +251,7 @@ def test_ctrl_c_at_random_moments_exits_cleanly_and_releases_the_study(tmp_path:
         assert proc.returncode == -signal.SIGINT, err  # KeyboardInterrupt, nothing else
         assert "KeyboardInterrupt" in err and "StorageError" not in err, err
         assert _leases(db) == []
-        with sqlite3.connect(db) as conn:
+        with connect(db) as conn:
             assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     n = _replayed(db).n_trials
     proc = _child(db, ack, n + 5, 0.0, "--lease-ttl", "30")  # at once: nothing holds the study

@@ -10,7 +10,6 @@ import math
 import os
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ import pytest
 
 import aio_ashb as aa
 from aio_ashb.storage._sqlite import SQLiteStorage
-from tests.helpers import SPACE, loss
+from tests.helpers import SPACE, connect, loss
 
 
 async def _reporting(trial: aa.Trial) -> None:
@@ -34,7 +33,7 @@ def _names(where: Path) -> list[str]:
 
 
 def _integrity(path: Path) -> str:
-    with sqlite3.connect(path) as db:
+    with connect(path) as db:
         return str(db.execute("PRAGMA integrity_check").fetchone()[0])
 
 
@@ -122,7 +121,7 @@ async def test_plain_asyncio_cancellation_never_breaks_the_storage(tmp_path: Pat
     await study.close()
     await storage.close()
     assert _integrity(path) == "ok"
-    with sqlite3.connect(path) as db:
+    with connect(path) as db:
         assert db.execute("SELECT count(*) FROM leases").fetchone()[0] == 0
     again = await aa.load_study(name="s", storage=f"sqlite:///{path}")
     assert len(again.trials) == n + 10 and again.counts[aa.TrialState.RUNNING] == 0
@@ -195,7 +194,7 @@ async def test_a_full_disk_is_reported_as_such_and_the_study_goes_on_once_there_
     await study.run(objective, max_trials=n + 3, concurrency=4)  # resumes what was interrupted
     await study.close()
     assert _integrity(path) == "ok"
-    with sqlite3.connect(path) as db:
+    with connect(path) as db:
         rows = db.execute("SELECT number, step, value FROM events WHERE kind = 1").fetchall()
     stored = {(num, st): v for num, st, v in rows}
     assert all(stored[key] == value for key, value in acked.items())
@@ -281,7 +280,7 @@ def _digest(path: Path) -> str:
 async def test_a_damaged_file_is_never_written_into(tmp_path: Path) -> None:
     path = tmp_path / "damaged.db"
     await _a_study_file(path)
-    with sqlite3.connect(path) as db:  # a page in the middle that holds the events table
+    with connect(path) as db:  # a page in the middle that holds the events table
         root = db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'events'").fetchone()[0]
     data = bytearray(path.read_bytes())
     offset = (root - 1) * 4096  # 32 bytes over its header
@@ -301,7 +300,7 @@ async def test_a_damaged_file_is_never_written_into(tmp_path: Path) -> None:
 async def test_damaged_text_gives_a_one_line_printable_error(tmp_path: Path) -> None:
     path = tmp_path / "garbled.db"
     await _a_study_file(path)
-    with sqlite3.connect(path) as db:  # invalid UTF-8 where JSON was: content, not structure
+    with connect(path) as db:  # invalid UTF-8 where JSON was: content, not structure
         db.execute(
             "UPDATE events SET data = CAST(X'7B22FF00FE1B5B3331' AS TEXT) WHERE kind = 2 AND number = 3"
         )
@@ -319,7 +318,7 @@ async def test_a_malformed_configuration_row_is_a_clear_error(tmp_path: Path) ->
     path = tmp_path / "config.db"
     await _a_study_file(path)
     for bad in ('{"space": {}}', "[1, 2]", '{"space": {"x": {"type": "float", "low": 0, "high": 1e999}}}'):
-        with sqlite3.connect(path) as db:
+        with connect(path) as db:
             db.execute("UPDATE studies SET config = ?", (bad,))
         async with SQLiteStorage(path, readonly=True) as ro:
             with pytest.raises(aa.CorruptDatabaseError, match=r"study 's' .* malformed"):
@@ -341,7 +340,7 @@ async def test_space_of_dropped_checkpoints_is_given_back(tmp_path: Path) -> Non
         await study.run(objective, max_trials=200, concurrency=8)
     # 200 trials paused with a 100 KB checkpoint each at some point (20 MB and more); at the end
     # every one was dropped (trials stopped or completed) and the file gave the space back.
-    with sqlite3.connect(path) as db:
+    with connect(path) as db:
         assert db.execute("SELECT count(*) FROM checkpoints").fetchone()[0] == 0
         assert db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental
         free = db.execute("PRAGMA freelist_count").fetchone()[0]

@@ -4,7 +4,6 @@ the events they reflect; read by the CLI (and the dashboard) instead of the whol
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ import aio_ashb as aa
 from aio_ashb import _journal
 from aio_ashb._core import TrialCreated
 from aio_ashb._factory import read_core
-from tests.helpers import SPACE, loss, new_study
+from tests.helpers import SPACE, connect, loss, new_study
 
 
 async def run(db: Path, trials: int, **kw: Any) -> None:
@@ -33,7 +32,7 @@ async def run(db: Path, trials: int, **kw: Any) -> None:
 
 
 def rows(db: Path) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(db) as conn:
+    with connect(db) as conn:
         return conn.execute(
             "SELECT s.study_id, s.seq, (SELECT max(seq) FROM events) FROM snapshots s"
         ).fetchall()
@@ -125,7 +124,7 @@ async def test_a_writer_that_lost_its_lease_writes_no_snapshot(tmp_path: Path) -
         await a.flush()
         await b.release_lease("s", "runner B")
     assert rows(db)[0][1] == before  # neither the event nor the snapshot was written
-    with sqlite3.connect(db) as conn:
+    with connect(db) as conn:
         assert conn.execute("SELECT count(*) FROM snapshots WHERE data = ?", (b"anything",)).fetchone() == (
             0,
         )
@@ -144,7 +143,7 @@ async def test_deleting_a_study_deletes_its_snapshot(tmp_path: Path) -> None:
 async def test_a_file_from_before_snapshots_is_read_whole_and_migrated_by_a_writer(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
     await run(db, 20)
-    with sqlite3.connect(db) as conn:  # as schema version 2 made it
+    with connect(db) as conn:  # as schema version 2 made it
         conn.execute("DROP TABLE snapshots")
         conn.execute("PRAGMA user_version=2")
     async with aa.SQLiteStorage(db, readonly=True) as storage:
@@ -152,7 +151,7 @@ async def test_a_file_from_before_snapshots_is_read_whole_and_migrated_by_a_writ
         assert state is None and events
     await same_as_the_log(db)
     await run(db, 20)  # a writer migrates the file (version 3) and stores a snapshot
-    with sqlite3.connect(db) as conn:
+    with connect(db) as conn:
         assert conn.execute("PRAGMA user_version").fetchone() == (3,)
     assert len(rows(db)) == 1
 
@@ -163,7 +162,7 @@ async def test_a_snapshot_the_log_does_not_fit_is_ignored(tmp_path: Path) -> Non
     # makes the reader replay the log, which is the truth.
     db = tmp_path / "s.db"
     await run(db, 20)
-    with sqlite3.connect(db) as conn:
+    with connect(db) as conn:
         (top,) = conn.execute("SELECT max(seq) FROM events").fetchone()
         conn.execute("UPDATE snapshots SET seq = ?", (top - 5,))  # re-apply 5 events: they do not fit
     async with aa.SQLiteStorage(db, readonly=True) as storage:
@@ -176,7 +175,7 @@ async def test_a_snapshot_the_log_does_not_fit_is_ignored(tmp_path: Path) -> Non
 async def test_a_run_refused_by_another_runners_lease_writes_no_snapshot(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
     await run(db, 10)
-    with sqlite3.connect(db) as conn:
+    with connect(db) as conn:
         conn.execute("DELETE FROM snapshots")
     async with aa.SQLiteStorage(db) as other:
         await other.acquire_lease("s", "runner B", ttl=30)
@@ -205,7 +204,7 @@ async def test_a_snapshot_that_does_not_fit_never_holds_the_events_back(tmp_path
             job = await study.ask()
             await study.tell(job, 0.5)
     await storage.close()
-    with sqlite3.connect(db) as conn:
+    with connect(db) as conn:
         (top,) = conn.execute("SELECT max(seq) FROM events").fetchone()
         (snap,) = conn.execute("SELECT seq FROM snapshots").fetchone()
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
@@ -220,7 +219,7 @@ async def test_a_run_that_cannot_read_the_log_writes_no_snapshot(tmp_path: Path)
     db = tmp_path / "s.db"
     await run(db, 10)
     study = await aa.load_study(name="s", storage=f"sqlite:///{db}")
-    with sqlite3.connect(db) as conn:
+    with connect(db) as conn:
         conn.execute("DELETE FROM snapshots")
         conn.execute(
             "INSERT INTO events (study_id, seq, kind, number, step, value, time, data) "

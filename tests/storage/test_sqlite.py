@@ -14,7 +14,7 @@ import pytest
 import aio_ashb as aa
 from aio_ashb._core import Checkpointed, Reported
 from aio_ashb.storage._schema import APPLICATION_ID, SCHEMA_VERSION
-from tests.helpers import SPACE, loss
+from tests.helpers import SPACE, connect, loss
 
 CONFIG = {"format": 1}
 
@@ -36,7 +36,7 @@ async def test_a_file_that_is_not_a_database(tmp_path: Path) -> None:
 @pytest.mark.asyncio
 async def test_another_programs_sqlite_database(tmp_path: Path) -> None:
     path = tmp_path / "other.db"
-    with sqlite3.connect(path) as db:
+    with connect(path) as db:
         db.execute("CREATE TABLE users (id INTEGER)")
     with pytest.raises(aa.NotADatabaseError, match="database of another program"):
         await aa.SQLiteStorage(path).open()
@@ -47,7 +47,7 @@ async def test_a_newer_schema_version(tmp_path: Path) -> None:
     path = tmp_path / "future.db"
     async with aa.SQLiteStorage(path):
         pass
-    with sqlite3.connect(path) as db:
+    with connect(path) as db:
         db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
     with pytest.raises(aa.SchemaVersionError, match=r"written by a newer aio_ashb .* upgrade aio_ashb"):
         await aa.SQLiteStorage(path).open()
@@ -119,7 +119,7 @@ async def test_schema_pragmas_and_several_studies(tmp_path: Path) -> None:
             await study.run(_noop, max_trials=5)
         await storage.delete_study("b")
         assert [s.name for s in await storage.list_studies()] == ["a", "c"]
-    with sqlite3.connect(path) as db:
+    with connect(path) as db:
         assert db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -194,7 +194,7 @@ async def test_checkpoints_are_removed_when_their_trial_can_never_resume(tmp_pat
     ) as study:
         await study.run(_noop, max_trials=27, concurrency=3)
         assert all(t.state.is_finished for t in study.trials)
-    with sqlite3.connect(path) as db:
+    with connect(path) as db:
         assert db.execute("SELECT count(*) FROM checkpoints").fetchone()[0] == 0
         assert db.execute("SELECT count(*) FROM events WHERE kind = 5").fetchone()[0] > 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from typing import Any
 
@@ -51,8 +52,8 @@ def test_a_batch_of_writes_leaves_what_its_writes_one_by_one_do(n: int) -> None:
             rows.append(("c", (sid, number, i, b"payload %d" % i), 0))
         if i % 5 == 0:
             rows.append(("d", (sid, number), 0))
-    batched, reference = _database(), _database()
-    write_rows(batched, rows)
-    _one_by_one(reference, rows)
-    assert _contents(batched) == _contents(reference)
-    assert len(_contents(batched)[0]) == n
+    with contextlib.closing(_database()) as batched, contextlib.closing(_database()) as reference:
+        write_rows(batched, rows)
+        _one_by_one(reference, rows)
+        assert _contents(batched) == _contents(reference)
+        assert len(_contents(batched)[0]) == n

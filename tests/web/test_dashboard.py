@@ -7,7 +7,6 @@ import hashlib
 import math
 import os
 import pickle
-import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
@@ -21,7 +20,7 @@ import pytest
 import aio_ashb as aa
 from aio_ashb.cli import main
 from aio_ashb.web import Dashboard, check_host
-from tests.helpers import SPACE, loss
+from tests.helpers import SPACE, connect, loss
 
 TOKEN = "dashboard-t0ken-0123456789"
 
@@ -225,7 +224,7 @@ async def test_a_malicious_checkpoint_runs_nothing(tmp_path: Path, monkeypatch: 
     async with study:
         await study.run(objective, max_trials=1)
     # Plant the checkpoint an attacker would: unpickling it runs a command.
-    with sqlite3.connect(db) as conn:
+    with connect(db) as conn:
         conn.execute(
             "INSERT OR REPLACE INTO checkpoints (study_id, number, step, payload) VALUES (1, 0, 1, ?)",
             (pickle.dumps(_Evil()),),
@@ -235,7 +234,7 @@ async def test_a_malicious_checkpoint_runs_nothing(tmp_path: Path, monkeypatch: 
             assert (await c.get(path)).status_code == 200, path
     assert not mark.exists()
     # The test can fail: the planted payload does run when unpickled.
-    with sqlite3.connect(db) as conn:
+    with connect(db) as conn:
         blob = conn.execute("SELECT payload FROM checkpoints").fetchone()[0]
     pickle.loads(blob)
     assert mark.exists()
@@ -342,7 +341,7 @@ async def test_a_damaged_log_is_a_json_503_and_read_again(tmp_path: Path) -> Non
     async with client(db) as c:
         seq = (await c.get("/api/studies/s")).json()["seq"]
         # A report of a trial that was never created: the scheduler's core refuses it.
-        with sqlite3.connect(db) as conn:
+        with connect(db) as conn:
             conn.execute(
                 "INSERT INTO events (study_id, seq, kind, number, step, value, time, data) "
                 "VALUES (1, ?, 1, 99, 1, 0.5, 0, NULL)",
@@ -351,7 +350,7 @@ async def test_a_damaged_log_is_a_json_503_and_read_again(tmp_path: Path) -> Non
         for _ in range(2):  # the view was dropped, not left half-folded: the same answer again
             r = await c.get(f"/api/studies/s?since={seq}")
             assert r.status_code == 503 and "cannot be replayed" in r.json()["detail"], r.text
-        with sqlite3.connect(db) as conn:
+        with connect(db) as conn:
             conn.execute("DELETE FROM events WHERE seq = ?", (seq + 1,))
         r = await c.get("/api/studies/s")
         assert r.status_code == 200 and r.json()["summary"]["trials"] == 3

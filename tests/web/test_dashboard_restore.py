@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 import random
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ import pytest
 import aio_ashb as aa
 import aio_ashb.cli
 from aio_ashb.web.dashboard import _app
-from tests.helpers import SPACE, loss
+from tests.helpers import SPACE, connect, loss
 from tests.web.test_dashboard import client
 
 
@@ -74,13 +73,13 @@ async def test_a_restored_view_shows_what_the_whole_log_shows(
     db = tmp_path / "s.db"
     await write(db, 150, mode=mode, maximize=maximize)
     await write(db, 190, mode=mode, maximize=maximize)  # a second run: events after a snapshot
-    with sqlite3.connect(db) as conn:
+    with connect(db) as conn:
         (seq,) = conn.execute("SELECT seq FROM snapshots").fetchone()
         (top,) = conn.execute("SELECT max(seq) FROM events").fetchone()
     assert seq == top  # written at the end of the run
     # Take the newest snapshot away, then put an older one back, so that the view folds events
     # after it (as when a dashboard opens a study while it runs).
-    with sqlite3.connect(db) as conn:
+    with connect(db) as conn:
         conn.execute("DELETE FROM snapshots")
     await write(db, 150, mode=mode, maximize=maximize)  # nothing to run: a snapshot only
     full = await everything(db, False, monkeypatch)
@@ -136,7 +135,7 @@ async def test_a_damaged_snapshot_falls_back_to_the_log(
     status = ["status", str(db), "--format", "json"]
     assert await anyio.to_thread.run_sync(aa.cli.main, status) == 0
     from_snapshot = capsys.readouterr().out
-    with sqlite3.connect(db) as conn:
+    with connect(db) as conn:
         conn.execute("UPDATE snapshots SET data = ?", (b"PK\x03\x04 not a snapshot",))
     full = await everything(db, False, monkeypatch)
     restored = await everything(db, True, monkeypatch)
