@@ -20,7 +20,7 @@ import bisect
 import math
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -140,20 +140,15 @@ _NAN = object()
 
 
 def _comparable(t: FrozenTrial) -> tuple[Any, ...]:
+    """Every field of ``t`` (a field added later included), NaN replaced by _NAN, in values
+    and in the values of dict fields."""
+
     def same(v: Any) -> Any:
         return _NAN if isinstance(v, float) and v != v else v
 
-    return (
-        t.number,
-        t.state,
-        {k: same(v) for k, v in t.params.items()},
-        t.bracket,
-        t.step,
-        same(t.value),
-        t.resource,
-        {k: same(v) for k, v in t.rung_values.items()},
-        t.error,
-        t.checkpoint_step,
+    return tuple(
+        {k: same(x) for k, x in v.items()} if isinstance(v, dict) else same(v)
+        for v in (getattr(t, f.name) for f in fields(FrozenTrial))
     )
 
 
