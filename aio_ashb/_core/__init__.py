@@ -33,7 +33,8 @@ from aio_ashb._core._events import (
     TrialState,
     slot_setters,
 )
-from aio_ashb._core._machine import Core, FrozenTrial, check_step, check_value
+from aio_ashb._core._frozen import FrozenTrial
+from aio_ashb._core._machine import Core, check_step, check_value
 from aio_ashb._core._sampler import RandomSampler, Sampler, sampler_from_dict
 from aio_ashb._core._scheduler import ASHA
 from aio_ashb._core._space import Categorical, Constant, Float, Int, Params, SearchSpace
